@@ -1,0 +1,167 @@
+"""Collect a source's resources into facts: one per resource, references resolved.
+
+Contract §3: references resolve across the whole source (`Patient/1`, an absolute URL,
+a Bundle's `urn:uuid` fullUrl, `#contained`); the same type and id met twice is one resource
+(later `meta.lastUpdated` wins, else the one read last). So linking waits until every item
+has been read: a Medication may come after the statement that uses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from .facts import (
+    CLINICAL_TYPES,
+    FactError,
+    MedicationDef,
+    clinical_fact,
+    contained_medication,
+    medication_def,
+    patient_fact,
+    patient_reference,
+    ref_key,
+)
+from .model import Fact, PatientFact, RunError
+from .sources.base import Item
+
+_VOID = "entered-in-error"
+
+
+def _instant(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _newer_or_same(new: str | None, old: str | None) -> bool:
+    """Does a resource read now replace the one read before? Later lastUpdated wins; a tie
+    (or a missing or unreadable lastUpdated on either side) goes to the one read last."""
+    a, b = _instant(new), _instant(old)
+    if a is None or b is None:
+        return True
+    try:
+        return a >= b
+    except TypeError:  # one naive, one aware: compare as written
+        return (new or "") >= (old or "")
+
+
+@dataclass(slots=True)
+class Catalogue:
+    patients: dict[str, PatientFact] = field(default_factory=dict)
+    facts: dict[tuple[str, str], tuple[Fact, str]] = field(default_factory=dict)  # -> (fact, origin)
+    medications: dict[str, MedicationDef] = field(default_factory=dict)
+    full_urls: dict[str, str] = field(default_factory=dict)  # fullUrl -> Type/id
+    other_refs: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (type,id) -> (ref, origin)
+    errors: list[RunError] = field(default_factory=list)
+    resources_read: int = 0
+
+    def add(self, item: Item | RunError) -> None:
+        if isinstance(item, RunError):
+            self.errors.append(item)
+            return
+        self.resources_read += 1
+        try:
+            self._add(item)
+        except FactError as exc:
+            rtype = item.resource.get("resourceType")
+            ref = patient_reference(item.resource)
+            self.errors.append(RunError(item.origin, f"{rtype} is not usable: {exc}", ref, str(rtype)))
+
+    def _add(self, item: Item) -> None:
+        res: dict[str, Any] = item.resource
+        rtype = str(res["resourceType"])
+        rid = res.get("id")
+        if not isinstance(rid, str) or not rid:
+            # a transaction entry may carry its identity only in fullUrl
+            if item.full_url and item.full_url.startswith("urn:uuid:"):
+                rid = item.full_url.removeprefix("urn:uuid:")
+            else:
+                raise FactError("resource has no id")
+        key = f"{rtype}/{rid}"
+        if item.full_url:
+            self.full_urls[item.full_url] = key
+        if rtype == "Patient":
+            person = patient_fact(res, rid)
+            old = self.patients.get(rid)
+            if old is None or _newer_or_same(person.last_updated, old.last_updated):
+                self.patients[rid] = person
+            return
+        if rtype == "Medication":
+            self.medications[key] = medication_def(res, key)
+            return
+        ref = patient_reference(res)
+        if rtype not in CLINICAL_TYPES:
+            if ref is not None:
+                self.other_refs[(rtype, rid)] = (ref, item.origin)
+            return
+        if ref is None:
+            raise FactError("has no subject reference to a Patient")
+        fact = clinical_fact(res, rtype, rid, ref if ref.startswith("urn:") else ref_key(ref))
+        if fact.medication_ref and fact.medication_ref.startswith("#"):
+            med = contained_medication(res, fact.medication_ref)
+            if med is None:
+                raise FactError(f"contained medication {fact.medication_ref} not found")
+            fact = replace(fact, codings=med.codings, text=med.text, medication_ref=None)
+        old_entry = self.facts.get((rtype, rid))
+        if old_entry is None or _newer_or_same(fact.last_updated, old_entry[0].last_updated):
+            self.facts[(rtype, rid)] = (fact, item.origin)
+
+    def resolve_patient(self, ref: str) -> str | None:
+        """Patient id for a reference, or None when it names something else or nothing."""
+        key = self.full_urls.get(ref, ref) if ref.startswith("urn:") else ref_key(ref)
+        if key.startswith("Patient/"):
+            return key.removeprefix("Patient/")
+        return None
+
+    def link(self) -> tuple[dict[str, list[Fact]], list[RunError]]:
+        """Facts grouped by patient id, and the errors linking found (orphans, missing
+        Medications). Void (`entered-in-error`) resources are dropped here, once."""
+        by_patient: dict[str, list[Fact]] = {pid: [] for pid in self.patients}
+        errors: list[RunError] = []
+        for (rtype, rid), (fact, origin) in self.facts.items():
+            pid = self.resolve_patient(fact.patient_id)
+            if pid is None or pid not in self.patients:
+                errors.append(
+                    RunError(
+                        origin, f"{rtype}/{rid} references {fact.patient_id}, which is not a Patient in the source"
+                    )
+                )
+                continue
+            if fact.status == _VOID:
+                continue
+            if fact.medication_ref:
+                key = self.full_urls.get(fact.medication_ref, fact.medication_ref)
+                med = self.medications.get(key)
+                if med is None:
+                    errors.append(
+                        RunError(
+                            origin,
+                            f"{rtype}/{rid} references {fact.medication_ref}, which is not in the source",
+                            pid,
+                            rtype,
+                        )
+                    )
+                    continue
+                fact = replace(fact, codings=med.codings, text=med.text, medication_ref=None)
+            if fact.patient_id != pid:
+                fact = replace(fact, patient_id=pid)
+            by_patient[pid].append(fact)
+        for (rtype, rid), (ref, origin) in self.other_refs.items():
+            key = self.full_urls.get(ref, ref) if ref.startswith("urn:") else ref_key(ref)
+            unresolved = key.startswith("urn:")  # a fullUrl no resource in the source carries
+            if unresolved or (key.startswith("Patient/") and key.removeprefix("Patient/") not in self.patients):
+                errors.append(RunError(origin, f"{rtype}/{rid} references {ref}, which is not a Patient in the source"))
+        return by_patient, errors
+
+
+def collect(items: Iterable[Item | RunError]) -> Catalogue:
+    catalogue = Catalogue()
+    for item in items:
+        catalogue.add(item)
+    return catalogue

@@ -1,0 +1,118 @@
+"""Command line: parse options, call the pipeline, print, exit. Nothing clinical lives here.
+
+Every option can also come from the environment as COHORT_FINDER_<OPTION> (e.g.
+COHORT_FINDER_AS_OF), which suits cron jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .criteria import load_trial
+from .errors import CohortFinderError, UsageError
+from .pipeline import run as run_pipeline
+from .sources.files import FileSource
+
+
+def _as_of(value: str | None) -> date:
+    if not value:
+        return datetime.now(UTC).date()
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise UsageError(f"--as-of must be a date YYYY-MM-DD, not {value!r}") from exc
+
+
+def _fail(exc: CohortFinderError) -> None:
+    click.echo(f"cohort-finder: error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+@click.group(context_settings={"auto_envvar_prefix": "COHORT_FINDER", "help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cohort-finder")
+@click.option("-v", "--verbose", count=True, help="More log lines (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors in the log.")
+def main(verbose: int, quiet: bool) -> None:
+    """Find clinical-trial candidates in FHIR R4 data."""
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+@main.command()
+@click.option(
+    "--criteria",
+    "criteria_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The trial's criteria file (YAML).",
+)
+@click.option("--source", required=True, help="A folder of FHIR JSON/NDJSON files (searched recursively).")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for candidates.json, candidates.csv and report.html.",
+)
+@click.option(
+    "--as-of", "as_of", default=None, help="Reference date YYYY-MM-DD for ages and windows [default: today, UTC]."
+)
+@click.option(
+    "--mappings",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Value-set folder, overriding the criteria file's own `mappings:`.",
+)
+def run(criteria_path: Path, source: str, out_dir: Path, as_of: str | None, mappings: Path | None) -> None:
+    """Evaluate every patient in SOURCE against a trial's criteria.
+
+    Exit status: 0 every patient evaluated; 1 finished, but some data could not be read
+    (listed under errors); 2 bad usage or an invalid criteria file.
+    """
+    try:
+        reference = _as_of(as_of)
+        trial = load_trial(criteria_path, mappings)
+        summary = run_pipeline(trial, FileSource(Path(source)), reference, out_dir, source)
+    except CohortFinderError as exc:
+        _fail(exc)
+        return
+    result = summary.result
+    counts = {s: sum(1 for p in result.patients if p.status.value == s) for s in ("candidate", "possible", "excluded")}
+    click.echo(
+        f"{result.trial_id} as of {result.as_of}: {len(result.patients)} patients: "
+        f"{counts['candidate']} candidate, {counts['possible']} possible, {counts['excluded']} excluded; "
+        f"{len(result.errors)} errors"
+    )
+    for path in summary.outputs:
+        click.echo(f"wrote {path}")
+    sys.exit(summary.exit_code)
+
+
+@main.command()
+@click.argument("criteria_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--mappings",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Value-set folder, overriding the criteria file's own `mappings:`.",
+)
+def validate(criteria_path: Path, mappings: Path | None) -> None:
+    """Check a criteria file and the value sets it names, without running it."""
+    try:
+        trial = load_trial(criteria_path, mappings)
+    except CohortFinderError as exc:
+        _fail(exc)
+        return
+    computable = sum(1 for c in trial.criteria[1:] if c.rule is not None)
+    manual = len(trial.criteria) - 1 - computable
+    versions = ", ".join(f"{name} {v}" for name, v in sorted(trial.terminology.versions.items()))
+    click.echo(
+        f"{criteria_path}: {trial.id}: {len(trial.criteria) - 1} criteria ({computable} computable, {manual} manual) "
+        f"plus built-in alive; value sets OK ({versions})"
+    )

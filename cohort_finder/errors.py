@@ -1,0 +1,39 @@
+"""One error hierarchy: library code raises, only the CLI prints and exits.
+
+Each class carries the exit code the contract gives it (§1): 2 for bad usage or an invalid
+criteria file. Problems with the *data* are not exceptions: they are collected as
+`RunError` rows and make the run exit 1 (contract §4).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class CohortFinderError(Exception):
+    exit_code = 1
+
+
+class UsageError(CohortFinderError):
+    """Bad command-line usage: a missing folder, a bad date."""
+
+    exit_code = 2
+
+
+class CriteriaError(CohortFinderError):
+    """A criteria or mapping file that cannot be used. Names the file, the line and why."""
+
+    exit_code = 2
+
+    def __init__(self, path: Path | str, line: int | None, reason: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.reason = reason
+        where = f"{self.path}:{line}" if line else self.path
+        super().__init__(f"{where}: {reason}")
+
+
+class SourceError(CohortFinderError):
+    """A source that cannot be read at all (as opposed to one bad file or line in it)."""
+
+    exit_code = 2

@@ -1,0 +1,41 @@
+"""What every rule function sees: one patient's reduced rows and the reference date."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from ..model import Fact, PatientRecord
+from ..units import UnitConverter
+
+
+@dataclass(slots=True)
+class Context:
+    record: PatientRecord
+    as_of: date
+    converter: UnitConverter
+    as_of_text: str = ""
+    by_type: dict[str, list[Fact]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.as_of_text = self.as_of.isoformat()
+        grouped: dict[str, list[Fact]] = defaultdict(list)
+        for fact in self.record.facts:
+            grouped[fact.resource_type].append(fact)
+        self.by_type = dict(grouped)
+
+    def facts(self, *types: str) -> list[Fact]:
+        out: list[Fact] = []
+        for rtype in types:
+            out.extend(self.by_type.get(rtype, ()))
+        return out
+
+    def window_start(self, days: int) -> str:
+        """First day of an N-day look-back: the day exactly N days before as-of counts."""
+        return (self.as_of - timedelta(days=days)).isoformat()
+
+    def in_window(self, day: str | None, days: int | None) -> bool:
+        if day is None or len(day) != 10 or day > self.as_of_text:
+            return False
+        return days is None or day >= self.window_start(days)

@@ -1,0 +1,189 @@
+"""Lab rules: the most recent usable Observation against a threshold or a multiple of ULN.
+
+Contract §3: usable means status final/amended/corrected/preliminary, a numeric
+valueQuantity whose unit converts; a comparator (`<5`) is used only where it alone decides
+the rule. Unusable values are passed over for an older usable one, and each reason is kept
+so an `unknown` says why.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..criteria import LabRule, LabUlnRule
+from ..model import Evidence, Fact, Outcome, Result
+from ..terminology import Analyte, CodeSet
+from .context import Context
+
+USABLE_STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
+_ROUND = 9  # decimal places: keeps float noise (1400 /uL -> 1.4000000000000001) off thresholds
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A value and the interval of true values it allows (a comparator widens it)."""
+
+    value: float
+    low: float
+    high: float
+    low_open: bool
+    high_open: bool
+
+
+def _reading(value: float, comparator: str | None) -> Reading | None:
+    if comparator is None:
+        return Reading(value, value, value, False, False)
+    if comparator in ("<", "<="):
+        return Reading(value, -math.inf, value, True, comparator == "<")
+    if comparator in (">", ">="):
+        return Reading(value, value, math.inf, comparator == ">", True)
+    return None  # "ad" (sufficient to achieve this total) and the like decide nothing
+
+
+def _holds(op: str, x: float, t: float) -> bool:
+    return {"<": x < t, "<=": x <= t, ">": x > t, ">=": x >= t}[op]
+
+
+def _decide(reading: Reading, test: Callable[[float], bool], edges: tuple[float, ...]) -> bool | None:
+    """True/False when the test gives the same answer for every value the reading allows."""
+    if reading.low == reading.high:
+        return test(reading.value)
+    # Probe the interval's ends and just inside them, and every threshold inside it: the test
+    # is a union of intervals with ends at the thresholds, so these points decide it.
+    points = []
+    eps = 1e-9
+    for end, is_open, inward in ((reading.low, reading.low_open, eps), (reading.high, reading.high_open, -eps)):
+        if math.isfinite(end):
+            points.append(end + inward if is_open else end)
+        else:
+            points.append(math.copysign(1e300, end))
+    for t in edges:
+        if reading.low < t < reading.high:
+            points.extend((t - eps, t, t + eps))
+    answers = {test(p) for p in points}
+    return answers.pop() if len(answers) == 1 else None
+
+
+def _candidates(ctx: Context, codes: CodeSet, lookback: int) -> tuple[list[tuple[Fact, str]], list[str]]:
+    """Observations in the value set inside the window, most recent first, and notes about
+    those outside it."""
+    inside, notes = [], []
+    latest_outside: Fact | None = None
+    for fact in ctx.facts("Observation"):
+        coding = codes.first_match(fact.codings)
+        if coding is None or fact.status == "cancelled":
+            continue
+        if ctx.in_window(fact.effective, lookback):
+            inside.append((fact, coding.token))
+        elif (
+            fact.effective
+            and len(fact.effective) == 10
+            and fact.effective <= ctx.as_of_text
+            and (latest_outside is None or fact.effective > (latest_outside.effective or ""))
+        ):
+            latest_outside = fact
+    inside.sort(key=lambda p: (p[0].effective or "", p[0].effective_ts or "", p[0].resource_id), reverse=True)
+    if latest_outside is not None:
+        notes.append(
+            f"latest value outside the {lookback}-day look-back: "
+            f"Observation/{latest_outside.resource_id} on {latest_outside.effective}"
+        )
+    return inside, notes
+
+
+def _unusable_reason(fact: Fact) -> str | None:
+    if fact.status not in USABLE_STATUSES:
+        return f"status {fact.status or 'missing'}"
+    if fact.value_kind != "quantity" or fact.value is None:
+        return "no numeric valueQuantity"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Test:
+    test: Callable[[float], bool]
+    edges: tuple[float, ...]
+    unit: str  # the unit the value must be in
+    describe: str
+    uln: float | None = None
+    uln_source: str | None = None
+
+
+def _evaluate(
+    ctx: Context, analyte: Analyte, codes: CodeSet, lookback: int, make_test: Callable[[Fact, str], _Test | str]
+) -> Outcome:
+    """Walk back from the most recent value to the first usable one; it decides."""
+    candidates, notes = _candidates(ctx, codes, lookback)
+    skipped: list[str] = []
+    for fact, token in candidates:
+        where = f"Observation/{fact.resource_id}"
+        reason = _unusable_reason(fact)
+        unit = fact.unit_code or fact.unit_text
+        test = make_test(fact, unit or "") if reason is None else reason
+        if isinstance(test, str):
+            skipped.append(f"{where} on {fact.effective} unusable: {test}")
+            continue
+        assert fact.value is not None
+        converted = ctx.converter.convert(fact.value, unit, test.unit, analyte.units)
+        if converted is None:
+            skipped.append(f"{where} on {fact.effective} unusable: unit {unit!r} does not convert to {test.unit}")
+            continue
+        converted = round(converted, _ROUND)
+        reading = _reading(converted, fact.comparator)
+        decided = _decide(reading, test.test, test.edges) if reading else None
+        shown = f"{fact.comparator or ''}{converted:g}"
+        if decided is None:
+            skipped.append(f"{where} on {fact.effective} unusable: {shown} {test.unit} cannot decide {test.describe}")
+            continue
+        original = unit != test.unit
+        evidence = Evidence(
+            where,
+            code=token,
+            date=fact.effective,
+            value=converted if fact.comparator is None else shown,
+            unit=test.unit,
+            original_value=fact.value if original else None,
+            original_unit=unit if original else None,
+            uln=test.uln,
+            uln_source=test.uln_source,
+        )
+        note = f"most recent {analyte.title} {shown} {test.unit} on {fact.effective}"
+        if test.uln is not None:
+            source = "default ULN" if test.uln_source == "default" else "reference range"
+            note += f" (ULN {test.uln:g} {test.unit}, {source})"
+        return Outcome(Result.MET if decided else Result.NOT_MET, (evidence,), (note, *skipped))
+    if not candidates:
+        notes.insert(0, f"no {analyte.title} in the {lookback} days before as-of")
+    return Outcome(Result.UNKNOWN, (), (*notes, *skipped) if (notes or skipped) else (f"no usable {analyte.title}",))
+
+
+def lab(rule: LabRule, ctx: Context) -> Outcome:
+    assert rule.analyte is not None and rule.codes is not None
+    if rule.between is not None:
+        lo, hi = rule.between
+        test = _Test(lambda x: lo <= x <= hi, (lo, hi), rule.unit, f"{lo:g}-{hi:g} {rule.unit}")
+    else:
+        op, t = rule.op, rule.value
+        test = _Test(lambda x: _holds(op, x, t), (t,), rule.unit, f"{op} {t:g} {rule.unit}")
+    return _evaluate(ctx, rule.analyte, rule.codes, rule.lookback_days, lambda fact, unit: test)
+
+
+def lab_uln(rule: LabUlnRule, ctx: Context) -> Outcome:
+    analyte = rule.analyte
+    assert analyte is not None and rule.codes is not None and rule.default_uln is not None
+    default_value, default_unit = rule.default_uln
+
+    def make_test(fact: Fact, unit: str) -> _Test | str:
+        uln, uln_unit, source = default_value, default_unit, "default"
+        if fact.ref_high is not None:
+            high_unit = fact.ref_high_unit_code or fact.ref_high_unit_text or unit
+            own = ctx.converter.convert(fact.ref_high, high_unit, unit, analyte.units)
+            if own is not None:
+                uln, uln_unit, source = round(own, _ROUND), unit, "referenceRange"
+        limit = rule.multiple * uln
+        op = rule.op
+        return _Test(lambda x: _holds(op, x, limit), (limit,), uln_unit, f"{op} {rule.multiple:g} x ULN", uln, source)
+
+    return _evaluate(ctx, analyte, rule.codes, rule.lookback_days, make_test)

@@ -1,0 +1,55 @@
+"""The three outputs of a run (contract §2): candidates.json, candidates.csv, report.html.
+
+All three are rendered in memory before any is written, so a rendering failure leaves the
+previous outputs in OUT_DIR untouched; each is then written atomically with mode 0600.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cohort_finder.model import RunResult
+from cohort_finder.report.atomic import write_atomic
+from cohort_finder.report.csv_report import render_csv
+from cohort_finder.report.html_report import render_html
+from cohort_finder.report.json_report import render_json
+
+__all__ = ["render_csv", "render_html", "render_json", "write_atomic", "write_reports"]
+
+_DIR_MODE = 0o700
+
+
+def _ensure_dir(out_dir: Path) -> None:
+    """Create OUT_DIR owner-only if missing. An existing folder is the user's choice and keeps
+    its mode; the files in it are 0600 anyway."""
+    if out_dir.is_dir():
+        return
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(mode=_DIR_MODE)
+    except FileExistsError:
+        if not out_dir.is_dir():
+            raise
+        return  # created concurrently by someone else: theirs to own
+    # mkdir's mode is filtered by the umask; a umask that strips owner bits would leave a
+    # folder we cannot write into, so set exactly 0700 on the folder we just made.
+    os.chmod(out_dir, _DIR_MODE)
+
+
+def write_reports(run: RunResult, out_dir: Path) -> list[Path]:
+    """Write candidates.json, candidates.csv and report.html into `out_dir`; return their paths
+    in that order."""
+    out_dir = Path(out_dir)
+    rendered = [
+        ("candidates.json", render_json(run)),
+        ("candidates.csv", render_csv(run)),
+        ("report.html", render_html(run)),
+    ]
+    _ensure_dir(out_dir)
+    paths: list[Path] = []
+    for name, data in rendered:
+        path = out_dir / name
+        write_atomic(path, data)
+        paths.append(path)
+    return paths

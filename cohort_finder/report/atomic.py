@@ -1,0 +1,76 @@
+"""Atomic, owner-only file writes (contract §2 and §5).
+
+The outputs hold PHI, so a file must never exist, even for an instant, with wider permissions
+than 0600, and an interrupted run must never leave a half-written file under the final name.
+Hence: create a fresh temporary file in the target directory with O_EXCL and mode 0600 (never
+create-then-chmod, which leaves a window where the umask decides), write and fsync it, then
+os.replace it onto the final name, which is atomic on POSIX within one filesystem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+
+_FILE_MODE = 0o600
+# O_EXCL refuses to open an existing path, symlinks included, so a planted link cannot
+# redirect the write; O_NOFOLLOW and O_CLOEXEC are belt and braces where the OS has them.
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_MAX_NAME_TRIES = 16
+
+
+def _open_temp(path: Path) -> tuple[int, Path]:
+    """Create a new, empty, 0600 temp file beside `path` (same directory, so same
+    filesystem, so os.replace is atomic). Hidden name so nobody mistakes it for output."""
+    for _ in range(_MAX_NAME_TRIES):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        try:
+            return os.open(tmp, _OPEN_FLAGS, _FILE_MODE), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temporary file beside {path}")
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable. Best effort: some platforms cannot open a directory."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically with mode 0600.
+
+    On any failure the temp file is removed and an existing file at `path` is left untouched.
+    """
+    path = Path(path)
+    fd, tmp = _open_temp(path)
+    try:
+        try:
+            # The umask can only have removed bits from 0600 (e.g. a 0o277 umask gives 0400);
+            # restore exactly 0600 on the still-private descriptor, which never widens access
+            # beyond the owner.
+            os.fchmod(fd, _FILE_MODE)
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        # BaseException too: a Ctrl-C mid-write must not leave a stray PHI-bearing temp file.
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)

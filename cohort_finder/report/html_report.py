@@ -1,0 +1,143 @@
+"""report.html: the investigator's report (contract §2, §5).
+
+The template does the layout; this module turns the run into plain display values (labels,
+badge classes, evidence lines) so the template stays free of clinical logic. Everything from
+the record reaches the page as a plain string and is escaped by Jinja's autoescape; nothing
+here builds markup, and the template never marks record data `|safe`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+
+from cohort_finder.model import (
+    CriterionResult,
+    Evidence,
+    PatientResult,
+    Result,
+    RunResult,
+    Status,
+)
+from cohort_finder.report.json_report import summary
+
+_TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+_SECTIONS = (
+    (Status.CANDIDATE, "Candidates"),
+    (Status.POSSIBLE, "Possible"),
+    (Status.EXCLUDED, "Excluded"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CriterionRow:
+    id: str
+    kind: str
+    text: str
+    result: str
+    badge: str  # ok | bad | unknown | manual: the result's effect on eligibility
+    evidence: tuple[tuple[str, ...], ...]  # one tuple of display strings per resource
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PatientCard:
+    patient: PatientResult
+    rows: tuple[CriterionRow, ...]
+    manual: tuple[CriterionRow, ...]
+    deciding: tuple[str, ...]  # criterion ids that excluded the patient / left it possible
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    # FileSystemLoader on the package's own folder: works from a checkout and from an
+    # installed package (as long as templates/*.j2 ships as package data).
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_TEMPLATES),
+        autoescape=True,  # every output is HTML; never rely on file-extension detection
+        undefined=jinja2.StrictUndefined,  # a typo in the template fails loudly, not blank
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _number(value: float | str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) or (value.is_integer() and abs(value) < 1e15):  # int has no is_integer on 3.11
+        return str(int(value))
+    text = f"{value:.6g}"  # enough precision for a clinician; the JSON keeps it all
+    return repr(value) if "e" in text else text
+
+
+def _quantity(value: float | str | None, unit: str | None) -> str:
+    if value is None:
+        return ""
+    return f"{_number(value)} {unit}" if unit else _number(value)
+
+
+def _evidence_lines(ev: Evidence) -> tuple[str, ...]:
+    lines = [ev.resource]
+    if ev.code:
+        lines.append(ev.code)
+    if ev.value is not None:
+        lines.append(_quantity(ev.value, ev.unit))
+    if ev.original_value is not None:
+        lines.append(f"converted from {_quantity(ev.original_value, ev.original_unit)}")
+    if ev.date:
+        lines.append(ev.date)
+    if ev.uln is not None:
+        # Contract §3: a ULN taken from the mappings rather than the lab must be named as such.
+        origin = "default ULN" if ev.uln_source == "default" else "reference range"
+        lines.append(f"ULN {_number(ev.uln)} ({origin})")
+    if ev.matched_by == "name":
+        # A match by ingredient name, not code, deserves the reviewer's second look.
+        lines.append("matched by name")
+    return tuple(lines)
+
+
+def _badge(cr: CriterionResult) -> str:
+    if cr.result is Result.MANUAL:
+        return "manual"
+    if cr.result is Result.UNKNOWN:
+        return "unknown"
+    supports = (cr.result is Result.MET) == (cr.kind == "inclusion")
+    return "ok" if supports else "bad"
+
+
+def _card(p: PatientResult, texts: dict[str, str]) -> PatientCard:
+    rows = tuple(
+        CriterionRow(
+            id=cr.id,
+            kind=cr.kind,
+            text=texts.get(cr.id, ""),
+            result=cr.result.value,
+            badge=_badge(cr),
+            evidence=tuple(_evidence_lines(ev) for ev in cr.evidence),
+            note=cr.note,
+        )
+        for cr in p.criteria
+    )
+    wanted = {Status.EXCLUDED: "bad", Status.POSSIBLE: "unknown"}.get(p.status)
+    return PatientCard(
+        patient=p,
+        rows=rows,
+        manual=tuple(r for r in rows if r.badge == "manual"),
+        deciding=tuple(r.id for r in rows if r.badge == wanted),
+    )
+
+
+def render_html(run: RunResult) -> bytes:
+    """report.html bytes (UTF-8), self-contained: inline CSS, no scripts, no external links."""
+    texts = {c.id: c.text for c in run.criteria}
+    sections = [
+        (label, status.value, [_card(p, texts) for p in run.patients if p.status is status])
+        for status, label in _SECTIONS
+    ]
+    template = _environment().get_template("report.html.j2")
+    html = template.render(run=run, summary=summary(run), sections=sections)
+    return html.encode("utf-8")

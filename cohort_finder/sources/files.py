@@ -1,0 +1,105 @@
+"""A folder of FHIR JSON files (Bundles or single resources) and Bulk NDJSON, recursively.
+
+Files are read in sorted path order: the contract's tie-break for duplicate resources
+("the one read last wins") depends on it, and it makes runs reproducible.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+
+from ..errors import SourceError
+from ..model import RunError
+from .base import Item, unpack
+
+log = logging.getLogger(__name__)
+
+# A broken line may still name its patient and type; then that patient's results which
+# needed the line become unknown instead of silently not_met (contract §4).
+_PATIENT_REF = re.compile(rb'"(?:subject|patient)"\s*:\s*\{[^{}]*?"reference"\s*:\s*"([^"]+)"')
+_RESOURCE_TYPE = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')
+
+
+class FileSource:
+    def __init__(self, root: Path) -> None:
+        if not root.exists():
+            raise SourceError(f"source not found: {root}")
+        self.root = root
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    def files(self) -> list[Path]:
+        if self.root.is_file():
+            return [self.root]
+        return sorted(
+            p
+            for p in self.root.rglob("*")
+            if p.is_file() and p.suffix.lower() in (".json", ".ndjson") and not p.name.startswith(".")
+        )
+
+    def _name(self, path: Path) -> str:
+        return path.name if self.root.is_file() else path.relative_to(self.root).as_posix()
+
+    def read(self) -> Iterator[Item | RunError]:
+        for path in self.files():
+            name = self._name(path)
+            if path.suffix.lower() == ".ndjson":
+                yield from read_ndjson(path, name)
+            else:
+                yield from read_json(path, name)
+
+
+def read_json(path: Path, name: str) -> Iterator[Item | RunError]:
+    try:
+        data = orjson.loads(path.read_bytes())
+    except OSError as exc:
+        yield RunError(name, f"cannot read file: {exc.strerror}")
+        return
+    except orjson.JSONDecodeError as exc:
+        yield RunError(name, f"not valid JSON: {exc}")
+        return
+    if isinstance(data, dict) and "resourceType" not in data:
+        # e.g. a manifest beside the data: not FHIR, so not lost FHIR data either
+        log.warning("skipped %s: JSON without resourceType (not a FHIR resource)", name)
+        return
+    if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
+        yield RunError(name, "not a FHIR resource (no resourceType)")
+        return
+    yield from unpack(data, name)
+
+
+def read_ndjson(path: Path, name: str) -> Iterator[Item | RunError]:
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        yield RunError(name, f"cannot read file: {exc.strerror}")
+        return
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{name}:{number}"
+            try:
+                data = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                yield broken_line(where, line, f"line {number} is not valid JSON")
+                continue
+            if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
+                yield broken_line(where, line, f"line {number} is not a FHIR resource (no resourceType)")
+                continue
+            yield from unpack(data, where)
+
+
+def broken_line(where: str, line: bytes, message: str) -> RunError:
+    """An error for an unreadable line, naming its patient and type when the text shows them."""
+    ref = _PATIENT_REF.search(line)
+    kind = _RESOURCE_TYPE.search(line)
+    patient = ref.group(1).decode("utf-8", "replace") if ref else None
+    rtype = kind.group(1).decode() if kind else None
+    return RunError(where, message, patient_id=patient, resource_type=rtype)

@@ -1,0 +1,74 @@
+"""The file source: Bundles of any type, single resources, NDJSON, recursively, in sorted order."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cohort_finder.errors import SourceError
+from cohort_finder.model import RunError
+from cohort_finder.sources.base import Item
+from cohort_finder.sources.files import FileSource
+
+
+def write(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def read_all(root: Path) -> tuple[list[Item], list[RunError]]:
+    items, errors = [], []
+    for thing in FileSource(root).read():
+        (errors if isinstance(thing, RunError) else items).append(thing)
+    return items, errors  # type: ignore[return-value]
+
+
+def test_reads_bundles_resources_and_ndjson_recursively_in_sorted_order(tmp_path: Path) -> None:
+    write(tmp_path / "b" / "single.json", {"resourceType": "Patient", "id": "p2"})
+    write(tmp_path / "a.json", {
+        "resourceType": "Bundle", "type": "transaction",
+        "entry": [{"fullUrl": "urn:uuid:1", "resource": {"resourceType": "Patient", "id": "p1"}},
+                  {"request": {"method": "DELETE", "url": "Patient/x"}}],
+    })
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "Observation.ndjson").write_text(
+        json.dumps({"resourceType": "Observation", "id": "o1"}) + "\n\n" + json.dumps({"resourceType": "Observation", "id": "o2"}) + "\n"
+    )
+    (tmp_path / "notes.txt").write_text("not read")
+    items, errors = read_all(tmp_path)
+    assert errors == []
+    assert [(i.origin, i.resource["id"]) for i in items] == [
+        ("a.json#entry[0]", "p1"), ("b/single.json", "p2"), ("c/Observation.ndjson:1", "o1"), ("c/Observation.ndjson:3", "o2"),
+    ]
+    assert items[0].full_url == "urn:uuid:1"
+
+
+def test_bad_lines_and_files_become_errors_and_reading_goes_on(tmp_path: Path) -> None:
+    (tmp_path / "x.ndjson").write_text(
+        '{"resourceType": "Patient", "id": "p1"}\n'
+        '{"resourceType": "Observation", "id": "o1", "subject": {"reference": "Patient/p1"}, "valueQuantity": {\n'
+        '[1, 2]\n'
+        '{"resourceType": "Patient", "id": "p2"}\n'
+    )
+    (tmp_path / "y.json").write_text('{"resourceType": "Bundle", "entry": [')
+    write(tmp_path / "z.json", {"resourceType": "Bundle", "entry": [{"resource": {"id": "no-type"}}]})
+    items, errors = read_all(tmp_path)
+    assert [i.resource["id"] for i in items] == ["p1", "p2"]
+    assert [e.source for e in errors] == ["x.ndjson:2", "x.ndjson:3", "y.json", "z.json#entry[0]"]
+    assert errors[0].message == "line 2 is not valid JSON"
+    # a broken line that still names its patient and type says so
+    assert (errors[0].patient_id, errors[0].resource_type) == ("Patient/p1", "Observation")
+    assert errors[1].patient_id is None
+
+
+def test_json_without_resource_type_is_skipped_not_an_error(tmp_path: Path) -> None:
+    write(tmp_path / "SOURCE_MANIFEST.json", {"files": []})
+    items, errors = read_all(tmp_path)
+    assert items == [] and errors == []
+
+
+def test_missing_source_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(SourceError):
+        FileSource(tmp_path / "nope")

@@ -1,0 +1,111 @@
+"""Criteria files: the real trials load; invalid ones fail with file, line and reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from cohort_finder.criteria import AnyOf, ConditionRule, LabRule, load_trial
+from cohort_finder.errors import CriteriaError
+from cohort_finder.model import Result
+
+from .paths import CRITERIA, TEST_DATA
+
+NCT07183761_IDS = [
+    "alive",
+    "age_18_80",
+    "type2_diabetes",
+    "diabetic_peripheral_neuropathy",
+    "neuropathy_signs_symptoms",
+    "nerve_conduction_reduced",
+    "tcss_9_or_more",
+    "conventional_therapy_3_months",
+    "informed_consent",
+    "non_diabetic_neuropathy",
+    "hba1c_over_12",
+    "neutrophils_under_1_5",
+    "platelets_under_90",
+    "hemoglobin_under_80",
+    "alt_over_3x_uln",
+    "ast_over_3x_uln",
+    "bilirubin_over_1_5x_uln",
+    "egfr_under_30",
+    "renal_replacement_therapy",
+    "ck_over_2x_uln",
+    "stem_cell_allergy",
+    "prohibited_medications",
+    "severe_infection",
+    "autoimmune_or_hematological",
+    "heart_failure_nyha_3_4",
+    "significant_arrhythmia",
+    "foot_ulcer_or_gangrene",
+    "active_malignancy",
+    "cognitive_or_psychiatric",
+    "recent_interventional_trial",
+    "pregnancy_or_lactation",
+    "investigator_judgement",
+]
+MANUAL = {
+    "neuropathy_signs_symptoms",
+    "nerve_conduction_reduced",
+    "tcss_9_or_more",
+    "informed_consent",
+    "stem_cell_allergy",
+    "prohibited_medications",
+    "recent_interventional_trial",
+    "investigator_judgement",
+}
+
+
+def test_nct07183761_has_every_row_of_the_trial_page_in_order() -> None:
+    trial = load_trial(CRITERIA / "nct07183761.yaml")
+    assert trial.id == "NCT07183761"
+    assert [c.id for c in trial.criteria] == NCT07183761_IDS
+    assert {c.id for c in trial.criteria if c.rule is None} - {"alive"} == MANUAL
+    kinds = {c.id: c.kind for c in trial.criteria}
+    assert kinds["age_18_80"] == "inclusion" and kinds["hba1c_over_12"] == "exclusion"
+    assert all(c.text for c in trial.criteria)
+    info = {c.id: c.info for c in trial.criteria}
+    assert info["alive"].computable and not info["tcss_9_or_more"].computable
+
+
+def test_thresholds_come_from_yaml() -> None:
+    trial = load_trial(CRITERIA / "nct07183761.yaml")
+    hba1c = next(c for c in trial.criteria if c.id == "hba1c_over_12").rule
+    assert isinstance(hba1c, LabRule)
+    assert (hba1c.op, hba1c.value, hba1c.unit, hba1c.lookback_days) == (">", 12.0, "%", 365)
+    dpn = next(c for c in trial.criteria if c.id == "diabetic_peripheral_neuropathy").rule
+    assert isinstance(dpn, AnyOf) and isinstance(dpn.parts[1], ConditionRule)
+    assert dpn.parts[1].outcome == ((Result.MET, Result.UNKNOWN),)
+
+
+def test_every_criteria_file_in_the_repo_loads() -> None:
+    files = sorted(CRITERIA.glob("*.yaml"))
+    assert len(files) >= 2
+    for path in files:
+        trial = load_trial(path)
+        assert trial.criteria[0].id == "alive"
+
+
+@pytest.mark.parametrize(
+    ("name", "line", "reason"),
+    [
+        ("criteria_invalid_unknown_rule.yaml", 13, "unknown rule kind 'lab_ul'"),
+        ("criteria_invalid_unknown_valueset.yaml", 8, "unknown value set 'type_2_diabetes_typo'"),
+        ("criteria_invalid_duplicate_id.yaml", 8, "'adults' is used twice"),
+        ("criteria_invalid_yaml_syntax.yaml", 6, "not valid YAML"),
+        ("criteria_invalid_unit.yaml", 8, "unit 'mg/dL' cannot be converted"),
+        ("criteria_invalid_unknown_parameter.yaml", 8, "no parameter 'lookback'"),
+        ("criteria_invalid_reserved_alive.yaml", 4, "built-in 'alive'"),
+        ("criteria_invalid_missing_lookback.yaml", 8, "'lookback_days' must be a whole number"),
+        ("criteria_invalid_outcome.yaml", 9, "outcome maps met/not_met/unknown"),
+    ],
+)
+def test_invalid_criteria_name_file_line_and_reason(name: str, line: int, reason: str) -> None:
+    path = TEST_DATA / "criteria" / name
+    with pytest.raises(CriteriaError) as caught:
+        load_trial(path)
+    error = caught.value
+    assert error.path == str(path)
+    assert error.line == line, str(error)
+    assert reason in error.reason
+    assert str(error).startswith(f"{path}:{line}: ")

@@ -38,5 +38,7 @@ def cohort_finder(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = Non
 
 
 def run_trial(criteria: Path, source: Path, out: Path, as_of: str) -> Run:
-    done = cohort_finder("run", "--criteria", str(criteria), "--source", str(source), "--out", str(out), "--as-of", as_of)
+    done = cohort_finder(
+        "run", "--criteria", str(criteria), "--source", str(source), "--out", str(out), "--as-of", as_of
+    )
     return Run(done.returncode, done.stdout, done.stderr, out)

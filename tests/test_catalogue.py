@@ -13,20 +13,27 @@ def item(resource: dict[str, Any], origin: str = "f.json", full_url: str | None 
 
 
 def obs(oid: str, subject: str, value: float, updated: str | None = None) -> dict[str, Any]:
-    res: dict[str, Any] = {"resourceType": "Observation", "id": oid, "status": "final", "subject": {"reference": subject},
-                           "valueQuantity": {"value": value, "unit": "%"}}
+    res: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "subject": {"reference": subject},
+        "valueQuantity": {"value": value, "unit": "%"},
+    }
     if updated:
         res["meta"] = {"lastUpdated": updated}
     return res
 
 
 def test_references_resolve_by_relative_absolute_and_urn() -> None:
-    cat = collect([
-        item({"resourceType": "Patient", "id": "p1"}, full_url="urn:uuid:aaa"),
-        item(obs("o1", "urn:uuid:aaa", 1)),
-        item(obs("o2", "https://ehr.example.org/fhir/Patient/p1", 2)),
-        item(obs("o3", "Patient/p1/_history/3", 3)),
-    ])
+    cat = collect(
+        [
+            item({"resourceType": "Patient", "id": "p1"}, full_url="urn:uuid:aaa"),
+            item(obs("o1", "urn:uuid:aaa", 1)),
+            item(obs("o2", "https://ehr.example.org/fhir/Patient/p1", 2)),
+            item(obs("o3", "Patient/p1/_history/3", 3)),
+        ]
+    )
     by_patient, errors = cat.link()
     assert errors == []
     assert sorted(f.resource_id for f in by_patient["p1"]) == ["o1", "o2", "o3"]
@@ -34,30 +41,51 @@ def test_references_resolve_by_relative_absolute_and_urn() -> None:
 
 
 def test_same_resource_twice_later_last_updated_wins_else_last_read() -> None:
-    cat = collect([
-        item({"resourceType": "Patient", "id": "p1"}),
-        item(obs("o1", "Patient/p1", 1, "2026-01-02T00:00:00Z")),
-        item(obs("o1", "Patient/p1", 2, "2026-01-01T23:00:00-02:00")),  # = 2026-01-02T01:00Z: later
-        item(obs("o2", "Patient/p1", 1, "2026-01-02T00:00:00Z")),
-        item(obs("o2", "Patient/p1", 2, "2026-01-01T00:00:00Z")),  # older: loses
-        item(obs("o3", "Patient/p1", 1)),
-        item(obs("o3", "Patient/p1", 2)),  # tie: read last wins
-    ])
+    cat = collect(
+        [
+            item({"resourceType": "Patient", "id": "p1"}),
+            item(obs("o1", "Patient/p1", 1, "2026-01-02T00:00:00Z")),
+            item(obs("o1", "Patient/p1", 2, "2026-01-01T23:00:00-02:00")),  # = 2026-01-02T01:00Z: later
+            item(obs("o2", "Patient/p1", 1, "2026-01-02T00:00:00Z")),
+            item(obs("o2", "Patient/p1", 2, "2026-01-01T00:00:00Z")),  # older: loses
+            item(obs("o3", "Patient/p1", 1)),
+            item(obs("o3", "Patient/p1", 2)),  # tie: read last wins
+        ]
+    )
     facts = {f.resource_id: f.value for f in cat.link()[0]["p1"]}
     assert facts == {"o1": 2, "o2": 1, "o3": 2}
 
 
 def test_contained_and_referenced_medications_give_their_codes() -> None:
     rx = {"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "187832"}
-    cat = collect([
-        item({"resourceType": "Patient", "id": "p1"}),
-        item({"resourceType": "MedicationStatement", "id": "s1", "status": "active", "subject": {"reference": "Patient/p1"},
-              "medicationReference": {"reference": "#m"}, "effectiveDateTime": "2026-01-01",
-              "contained": [{"resourceType": "Medication", "id": "m", "code": {"coding": [rx]}}]}),
-        item({"resourceType": "MedicationStatement", "id": "s2", "status": "active", "subject": {"reference": "Patient/p1"},
-              "medicationReference": {"reference": "Medication/m2"}, "effectiveDateTime": "2026-01-01"}, "a.json"),
-        item({"resourceType": "Medication", "id": "m2", "code": {"coding": [rx], "text": "pregabalin"}}, "b.json"),
-    ])
+    cat = collect(
+        [
+            item({"resourceType": "Patient", "id": "p1"}),
+            item(
+                {
+                    "resourceType": "MedicationStatement",
+                    "id": "s1",
+                    "status": "active",
+                    "subject": {"reference": "Patient/p1"},
+                    "medicationReference": {"reference": "#m"},
+                    "effectiveDateTime": "2026-01-01",
+                    "contained": [{"resourceType": "Medication", "id": "m", "code": {"coding": [rx]}}],
+                }
+            ),
+            item(
+                {
+                    "resourceType": "MedicationStatement",
+                    "id": "s2",
+                    "status": "active",
+                    "subject": {"reference": "Patient/p1"},
+                    "medicationReference": {"reference": "Medication/m2"},
+                    "effectiveDateTime": "2026-01-01",
+                },
+                "a.json",
+            ),
+            item({"resourceType": "Medication", "id": "m2", "code": {"coding": [rx], "text": "pregabalin"}}, "b.json"),
+        ]
+    )
     by_patient, errors = cat.link()
     assert errors == []
     codes = {f.resource_id: [c.code for c in f.codings] for f in by_patient["p1"]}
@@ -65,16 +93,31 @@ def test_contained_and_referenced_medications_give_their_codes() -> None:
 
 
 def test_orphans_and_missing_medications_are_errors_not_silence() -> None:
-    cat = collect([
-        item({"resourceType": "Patient", "id": "p1"}),
-        item(obs("o1", "Patient/ghost", 1), "obs.ndjson:7"),
-        item({"resourceType": "Encounter", "id": "e1", "subject": {"reference": "Patient/ghost"}}, "enc.ndjson:2"),
-        item({"resourceType": "MedicationRequest", "id": "r1", "status": "active", "intent": "order",
-              "subject": {"reference": "Patient/p1"}, "medicationReference": {"reference": "Medication/none"}}, "rx.json"),
-    ])
+    cat = collect(
+        [
+            item({"resourceType": "Patient", "id": "p1"}),
+            item(obs("o1", "Patient/ghost", 1), "obs.ndjson:7"),
+            item({"resourceType": "Encounter", "id": "e1", "subject": {"reference": "Patient/ghost"}}, "enc.ndjson:2"),
+            item(
+                {
+                    "resourceType": "MedicationRequest",
+                    "id": "r1",
+                    "status": "active",
+                    "intent": "order",
+                    "subject": {"reference": "Patient/p1"},
+                    "medicationReference": {"reference": "Medication/none"},
+                },
+                "rx.json",
+            ),
+        ]
+    )
     by_patient, errors = cat.link()
     assert by_patient == {"p1": []}
-    assert [(e.source, e.patient_id) for e in errors] == [("obs.ndjson:7", None), ("rx.json", "p1"), ("enc.ndjson:2", None)]
+    assert [(e.source, e.patient_id) for e in errors] == [
+        ("obs.ndjson:7", None),
+        ("rx.json", "p1"),
+        ("enc.ndjson:2", None),
+    ]
     assert "Patient/ghost" in errors[0].message
 
 

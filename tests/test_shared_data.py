@@ -68,7 +68,9 @@ def test_synthea_t2d_with_neuropathy_meet_both_criteria(synthea: Run) -> None:
         results = {c["id"]: c for c in synthea.patient(pid)["criteria"]}
         assert results["type2_diabetes"]["result"] == "met", pid
         assert results["diabetic_peripheral_neuropathy"]["result"] == "met", pid
-        assert results["diabetic_peripheral_neuropathy"]["evidence"][0]["code"] == "http://snomed.info/sct|368581000119106"
+        assert (
+            results["diabetic_peripheral_neuropathy"]["evidence"][0]["code"] == "http://snomed.info/sct|368581000119106"
+        )
         assert (results["alive"]["result"] == "not_met") is deceased
         if hba1c is not None:
             evidence = results["hba1c_over_12"]["evidence"][0]
@@ -93,7 +95,9 @@ def test_carebundle_runs_cleanly_with_its_icd10_and_egfr_codes(carebundle: Run) 
     jsonschema.validate(doc, _schema())
     assert [p["id"] for p in doc["patients"]] == _patient_ids_in(shared_path("data", "carebundle-ndjson"))
     assert len(doc["patients"]) == 100
-    diabetic = [p for p in doc["patients"] if next(c for c in p["criteria"] if c["id"] == "type2_diabetes")["result"] == "met"]
+    diabetic = [
+        p for p in doc["patients"] if next(c for c in p["criteria"] if c["id"] == "type2_diabetes")["result"] == "met"
+    ]
     # 19 patients hold an active E11.x Condition (E11.9, E11.65, E11.22), counted by hand
     assert len(diabetic) == 19
     for patient in diabetic:

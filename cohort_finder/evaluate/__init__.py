@@ -93,7 +93,7 @@ def _incomplete(rule: AnyRule, outcome: Outcome, ctx: Context) -> Outcome:
     types, met_stands = reads
     if "*" not in missing and not (types & missing):
         return outcome
-    if outcome.result is Result.UNKNOWN or (outcome.result is Result.MET and met_stands):
+    if outcome.result is Result.MET and met_stands:
         return outcome
     note = "some of this patient's data could not be read (see errors), so this cannot be decided"
     return Outcome(Result.UNKNOWN, outcome.evidence, (*outcome.notes, note))

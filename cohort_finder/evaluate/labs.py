@@ -182,7 +182,7 @@ def lab_uln(rule: LabUlnRule, ctx: Context) -> Outcome:
             own = ctx.converter.convert(fact.ref_high, high_unit, unit, analyte.units)
             if own is not None:
                 uln, uln_unit, source = round(own, _ROUND), unit, "referenceRange"
-        limit = rule.multiple * uln
+        limit = round(rule.multiple * uln, _ROUND)  # 1.5 * 1.2 is 1.7999999999999998 in binary
         op = rule.op
         return _Test(lambda x: _holds(op, x, limit), (limit,), uln_unit, f"{op} {rule.multiple:g} x ULN", uln, source)
 

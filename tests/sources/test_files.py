@@ -27,20 +27,32 @@ def read_all(root: Path) -> tuple[list[Item], list[RunError]]:
 
 def test_reads_bundles_resources_and_ndjson_recursively_in_sorted_order(tmp_path: Path) -> None:
     write(tmp_path / "b" / "single.json", {"resourceType": "Patient", "id": "p2"})
-    write(tmp_path / "a.json", {
-        "resourceType": "Bundle", "type": "transaction",
-        "entry": [{"fullUrl": "urn:uuid:1", "resource": {"resourceType": "Patient", "id": "p1"}},
-                  {"request": {"method": "DELETE", "url": "Patient/x"}}],
-    })
+    write(
+        tmp_path / "a.json",
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {"fullUrl": "urn:uuid:1", "resource": {"resourceType": "Patient", "id": "p1"}},
+                {"request": {"method": "DELETE", "url": "Patient/x"}},
+            ],
+        },
+    )
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "Observation.ndjson").write_text(
-        json.dumps({"resourceType": "Observation", "id": "o1"}) + "\n\n" + json.dumps({"resourceType": "Observation", "id": "o2"}) + "\n"
+        json.dumps({"resourceType": "Observation", "id": "o1"})
+        + "\n\n"
+        + json.dumps({"resourceType": "Observation", "id": "o2"})
+        + "\n"
     )
     (tmp_path / "notes.txt").write_text("not read")
     items, errors = read_all(tmp_path)
     assert errors == []
     assert [(i.origin, i.resource["id"]) for i in items] == [
-        ("a.json#entry[0]", "p1"), ("b/single.json", "p2"), ("c/Observation.ndjson:1", "o1"), ("c/Observation.ndjson:3", "o2"),
+        ("a.json#entry[0]", "p1"),
+        ("b/single.json", "p2"),
+        ("c/Observation.ndjson:1", "o1"),
+        ("c/Observation.ndjson:3", "o2"),
     ]
     assert items[0].full_url == "urn:uuid:1"
 
@@ -49,7 +61,7 @@ def test_bad_lines_and_files_become_errors_and_reading_goes_on(tmp_path: Path) -
     (tmp_path / "x.ndjson").write_text(
         '{"resourceType": "Patient", "id": "p1"}\n'
         '{"resourceType": "Observation", "id": "o1", "subject": {"reference": "Patient/p1"}, "valueQuantity": {\n'
-        '[1, 2]\n'
+        "[1, 2]\n"
         '{"resourceType": "Patient", "id": "p2"}\n'
     )
     (tmp_path / "y.json").write_text('{"resourceType": "Bundle", "entry": [')

@@ -44,6 +44,14 @@ def main(verbose: int, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
+mappings_option = click.option(
+    "--mappings",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Value-set folder, overriding the criteria file's own `mappings:`.",
+)
+
+
 @main.command()
 @click.option(
     "--criteria",
@@ -63,12 +71,7 @@ def main(verbose: int, quiet: bool) -> None:
 @click.option(
     "--as-of", "as_of", default=None, help="Reference date YYYY-MM-DD for ages and windows [default: today, UTC]."
 )
-@click.option(
-    "--mappings",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Value-set folder, overriding the criteria file's own `mappings:`.",
-)
+@mappings_option
 def run(criteria_path: Path, source: str, out_dir: Path, as_of: str | None, mappings: Path | None) -> None:
     """Evaluate every patient in SOURCE against a trial's criteria.
 
@@ -96,12 +99,7 @@ def run(criteria_path: Path, source: str, out_dir: Path, as_of: str | None, mapp
 
 @main.command()
 @click.argument("criteria_path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--mappings",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Value-set folder, overriding the criteria file's own `mappings:`.",
-)
+@mappings_option
 def validate(criteria_path: Path, mappings: Path | None) -> None:
     """Check a criteria file and the value sets it names, without running it."""
     try:

@@ -6,7 +6,10 @@ dispatches each rule to the small function of its kind (one module per family).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from ..criteria import (
     AgeRule,
@@ -35,77 +38,61 @@ from .medications import medication_days
 from .observations import coded_observation, most_recent_class
 from .procedures import procedure
 
-# Resource types each leaf reads, and whether `met` stands however much more data there is
-# (presence rules) or could change (most-recent rules). Used when a patient's data could not
-# all be read: results that depended on the missing data become unknown (contract §4).
-_READS: dict[type, tuple[frozenset[str], bool]] = {
-    ConditionRule: (frozenset({"Condition"}), True),
-    LabRule: (frozenset({"Observation"}), False),
-    LabUlnRule: (frozenset({"Observation"}), False),
-    CodedObservationRule: (frozenset({"Observation"}), True),
-    MostRecentClassRule: (frozenset({"Observation", "Condition"}), False),
-    ProcedureRule: (frozenset({"Procedure"}), True),
-    MedicationDaysRule: (frozenset({"MedicationStatement", "MedicationRequest"}), True),
+
+@dataclass(frozen=True, slots=True)
+class _Leaf:
+    evaluate: Callable[[Any, Context], Outcome]
+    # Resource types the rule reads, and whether `met` stands however much more data there is
+    # (presence rules) or could change (most-recent rules). Used when some of a patient's data
+    # could not be read: results that depended on it become unknown (contract §4).
+    reads: frozenset[str] = frozenset()
+    met_stands: bool = True
+
+
+_LEAVES: dict[type, _Leaf] = {
+    AgeRule: _Leaf(age),
+    SexRule: _Leaf(sex),
+    ConditionRule: _Leaf(condition, frozenset({"Condition"})),
+    LabRule: _Leaf(lab, frozenset({"Observation"}), met_stands=False),
+    LabUlnRule: _Leaf(lab_uln, frozenset({"Observation"}), met_stands=False),
+    CodedObservationRule: _Leaf(coded_observation, frozenset({"Observation"})),
+    MostRecentClassRule: _Leaf(most_recent_class, frozenset({"Observation", "Condition"}), met_stands=False),
+    ProcedureRule: _Leaf(procedure, frozenset({"Procedure"})),
+    MedicationDaysRule: _Leaf(medication_days, frozenset({"MedicationStatement", "MedicationRequest"})),
 }
 
 
-def evaluate_rule(rule: AnyRule, ctx: Context, trial: Trial) -> Outcome:
+def evaluate_rule(rule: AnyRule, ctx: Context) -> Outcome:
     if isinstance(rule, AllOf):
-        outcome = logic.all_of([evaluate_rule(r, ctx, trial) for r in rule.parts])
+        outcome = logic.all_of([evaluate_rule(r, ctx) for r in rule.parts])
     elif isinstance(rule, AnyOf):
-        outcome = logic.any_of([evaluate_rule(r, ctx, trial) for r in rule.parts])
+        outcome = logic.any_of([evaluate_rule(r, ctx) for r in rule.parts])
     elif isinstance(rule, Not):
         assert rule.part is not None
-        outcome = logic.negate(evaluate_rule(rule.part, ctx, trial))
+        outcome = logic.negate(evaluate_rule(rule.part, ctx))
     else:
-        outcome = _leaf(rule, ctx, trial)
-        outcome = _incomplete(rule, outcome, ctx)
+        leaf = _LEAVES[type(rule)]
+        outcome = _incomplete(leaf, leaf.evaluate(rule, ctx), ctx)
     return logic.remap(outcome, rule.outcome)
 
 
-def _leaf(rule: AnyRule, ctx: Context, trial: Trial) -> Outcome:
-    if isinstance(rule, AgeRule):
-        return age(rule, ctx)
-    if isinstance(rule, SexRule):
-        return sex(rule, ctx)
-    if isinstance(rule, ConditionRule):
-        return condition(rule, ctx)
-    if isinstance(rule, LabRule):
-        return lab(rule, ctx)
-    if isinstance(rule, LabUlnRule):
-        return lab_uln(rule, ctx)
-    if isinstance(rule, CodedObservationRule):
-        return coded_observation(rule, ctx)
-    if isinstance(rule, MostRecentClassRule):
-        return most_recent_class(rule, ctx)
-    if isinstance(rule, ProcedureRule):
-        return procedure(rule, ctx)
-    if isinstance(rule, MedicationDaysRule):
-        return medication_days(rule, ctx, trial.terminology.known_medication_codes)
-    raise TypeError(f"no evaluator for {type(rule).__name__}")  # pragma: no cover
-
-
-def _incomplete(rule: AnyRule, outcome: Outcome, ctx: Context) -> Outcome:
+def _incomplete(leaf: _Leaf, outcome: Outcome, ctx: Context) -> Outcome:
     missing = ctx.record.incomplete
-    reads = _READS.get(type(rule))
-    if not missing or reads is None:
+    if not missing or not leaf.reads or ("*" not in missing and not (leaf.reads & missing)):
         return outcome
-    types, met_stands = reads
-    if "*" not in missing and not (types & missing):
-        return outcome
-    if outcome.result is Result.MET and met_stands:
+    if outcome.result is Result.MET and leaf.met_stands:
         return outcome
     note = "some of this patient's data could not be read (see errors), so this cannot be decided"
     return Outcome(Result.UNKNOWN, outcome.evidence, (*outcome.notes, note))
 
 
-def evaluate_criterion(criterion: Criterion, ctx: Context, trial: Trial) -> CriterionResult:
+def evaluate_criterion(criterion: Criterion, ctx: Context) -> CriterionResult:
     if criterion.id == "alive" and criterion.rule is None:
         outcome = alive(ctx)
     elif criterion.rule is None:
         return CriterionResult(criterion.id, criterion.kind, Result.MANUAL, (), "reviewer to check")
     else:
-        outcome = evaluate_rule(criterion.rule, ctx, trial)
+        outcome = evaluate_rule(criterion.rule, ctx)
     note = "; ".join(dict.fromkeys(outcome.notes)) or None
     return CriterionResult(criterion.id, criterion.kind, outcome.result, outcome.evidence, note)
 
@@ -121,8 +108,8 @@ def patient_status(results: tuple[CriterionResult, ...]) -> Status:
 
 
 def evaluate_patient(trial: Trial, record: PatientRecord, as_of: date) -> PatientResult:
-    ctx = Context(record, as_of, trial.terminology.converter)
-    results = tuple(evaluate_criterion(c, ctx, trial) for c in trial.criteria)
+    ctx = Context(record, as_of, trial.terminology.converter, trial.terminology.known_medication_codes)
+    results = tuple(evaluate_criterion(c, ctx) for c in trial.criteria)
     ages = age_range(record.patient.birth_date, as_of)
     shown_age = ages[0] if ages and ages[0] == ages[1] else None
     p = record.patient

@@ -15,6 +15,8 @@ class Context:
     record: PatientRecord
     as_of: date
     converter: UnitConverter
+    # every code the mappings know to name a medication: such a code decides, not the name
+    known_medication_codes: frozenset[tuple[str, str]] = frozenset()
     as_of_text: str = ""
     by_type: dict[str, list[Fact]] = field(default_factory=dict)
 

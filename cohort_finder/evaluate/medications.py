@@ -59,7 +59,7 @@ def covered_days(periods: list[tuple[date, date]]) -> int:
     return total
 
 
-def medication_days(rule: MedicationDaysRule, ctx: Context, known_codes: frozenset[tuple[str, str]]) -> Outcome:
+def medication_days(rule: MedicationDaysRule, ctx: Context) -> Outcome:
     meds = rule.medications
     assert meds is not None
     first = ctx.as_of - timedelta(days=rule.within_days) if rule.within_days is not None else date.min
@@ -67,7 +67,7 @@ def medication_days(rule: MedicationDaysRule, ctx: Context, known_codes: frozens
     for fact in ctx.facts("MedicationStatement", "MedicationRequest"):
         if fact.status in IGNORED_STATUSES or fact.intent in IGNORED_INTENTS:
             continue
-        hit = identify(fact, meds, known_codes)
+        hit = identify(fact, meds, ctx.known_medication_codes)
         if hit is None:
             continue
         span = _period(fact, ctx.as_of)

@@ -104,3 +104,42 @@ def test_project_mappings_load_with_versions() -> None:
         assert not dpn.matches(Coding(ICD10CM, excluded)), excluded
     arrhythmia = term.codesets["arrhythmia"]
     assert arrhythmia.matches(Coding(ICD10CM, "I49.01")) and not arrhythmia.matches(Coding(ICD10CM, "I49.1"))
+
+
+# The trial page's lab codes, copied by hand from spec/nct07183761.md ("Lab codes (LOINC) and units")
+SPEC_LAB_CODES = {
+    "hba1c": {"4548-4", "17856-6", "17855-8", "4549-2", "96595-4", "59261-8"},
+    "neutrophils": {"751-8", "26499-4", "753-4"},
+    "platelets": {"777-3", "26515-7", "778-1", "13056-7", "26516-5", "97995-5", "49497-1"},
+    "hemoglobin": {"718-7", "20509-6", "30313-1", "30350-3", "59260-0"},
+    "alt": {"1742-6", "1743-4", "1744-2", "76625-3"},
+    "ast": {"1920-8", "30239-8", "88112-8"},
+    "bilirubin_total": {"1975-2", "42719-5", "14631-6", "54363-7", "77137-8"},
+    "egfr": {
+        "33914-3",
+        "48642-3",
+        "48643-1",
+        "50044-7",
+        "70969-1",
+        "77147-7",
+        "62238-1",
+        "88293-6",
+        "88294-4",
+        "98979-8",
+        "98980-6",
+        "94677-2",
+        "50210-4",
+        "69405-9",
+    },
+    "creatine_kinase": {"2157-6"},
+}
+NOT_THESE = {"hba1c": {"41995-2", "62388-4"}, "neutrophils": {"770-8"}, "platelets": {"48386-7", "34167-7", "96354-6"}}
+
+
+def test_lab_analytes_hold_exactly_the_trial_pages_loinc_codes() -> None:
+    term = load_terminology(MAPPINGS)
+    for name, codes in SPEC_LAB_CODES.items():
+        held = {code for system, code in term.analytes[name].codes.exact if system == "http://loinc.org"}
+        assert held == codes, name
+        for wrong in NOT_THESE.get(name, set()):
+            assert not term.analytes[name].codes.matches(Coding("http://loinc.org", wrong))

@@ -17,7 +17,8 @@ from . import __version__
 from .criteria import load_trial
 from .errors import CohortFinderError, UsageError
 from .pipeline import run as run_pipeline
-from .sources.files import FileSource
+from .settings import load_settings
+from .source_factory import ServerOptions, is_server, open_source
 
 
 def _as_of(value: str | None) -> date:
@@ -60,7 +61,9 @@ mappings_option = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="The trial's criteria file (YAML).",
 )
-@click.option("--source", required=True, help="A folder of FHIR JSON/NDJSON files (searched recursively).")
+@click.option(
+    "--source", required=True, help="A folder of FHIR JSON/NDJSON files (searched recursively), or a FHIR R4 base URL."
+)
 @click.option(
     "--out",
     "out_dir",
@@ -72,7 +75,41 @@ mappings_option = click.option(
     "--as-of", "as_of", default=None, help="Reference date YYYY-MM-DD for ages and windows [default: today, UTC]."
 )
 @mappings_option
-def run(criteria_path: Path, source: str, out_dir: Path, as_of: str | None, mappings: Path | None) -> None:
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="TOML settings for server sources (timeouts, retries, auth files); see docs/servers.md.",
+)
+@click.option(
+    "--bulk/--rest",
+    "bulk",
+    default=None,
+    help="For a server: Bulk Data $export or REST search [default: $export when the server offers it].",
+)
+@click.option("--group", default=None, help="Bulk: export Group/ID/$export instead of Patient/$export.")
+@click.option("--since", default=None, help="Bulk: only resources changed since this instant (_since).")
+@click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Bulk: folder that keeps exports for re-runs [default: ~/.cache/cohort-finder/bulk].",
+)
+@click.option("--refresh", is_flag=True, help="Bulk: export again even if a finished export is cached.")
+def run(
+    criteria_path: Path,
+    source: str,
+    out_dir: Path,
+    as_of: str | None,
+    mappings: Path | None,
+    config: Path | None,
+    bulk: bool | None,
+    group: str | None,
+    since: str | None,
+    cache_dir: Path | None,
+    refresh: bool,
+) -> None:
     """Evaluate every patient in SOURCE against a trial's criteria.
 
     Exit status: 0 every patient evaluated; 1 finished, but some data could not be read
@@ -81,7 +118,13 @@ def run(criteria_path: Path, source: str, out_dir: Path, as_of: str | None, mapp
     try:
         reference = _as_of(as_of)
         trial = load_trial(criteria_path, mappings)
-        summary = run_pipeline(trial, FileSource(Path(source)), reference, out_dir, source)
+        server = None
+        if is_server(source):
+            settings = load_settings(config)
+            server = ServerOptions(
+                settings, bulk, group, since, refresh=refresh, **({"cache": cache_dir} if cache_dir else {})
+            )
+        summary = run_pipeline(trial, open_source(source, trial, reference, server), reference, out_dir, source)
     except CohortFinderError as exc:
         _fail(exc)
         return

@@ -77,6 +77,9 @@ class Fact:
     medication_ref: str | None = None  # unresolved Medication reference (resolved in linking)
 
 
+ALL_PATIENTS = "*"  # RunError.patient_id of a failure whose patients cannot be told (a failed page)
+
+
 @dataclass(frozen=True, slots=True)
 class RunError:
     """One thing that could not be read. `patient_id` names the patient whose data it held,

@@ -14,7 +14,7 @@ from pathlib import Path
 from .catalogue import Catalogue, collect
 from .criteria import Trial
 from .evaluate import evaluate_patient
-from .model import PatientRecord, RunError, RunResult
+from .model import ALL_PATIENTS, PatientRecord, RunError, RunResult
 from .reduce import trial_codes
 from .report import write_reports
 from .sources.base import Source
@@ -38,7 +38,12 @@ def _name_patients(catalogue: Catalogue, errors: list[RunError]) -> tuple[list[R
     incomplete: dict[str, set[str]] = {}
     named: list[RunError] = []
     for error in errors:
-        pid = None
+        if error.patient_id == ALL_PATIENTS:  # a failed search page: whose rows it held is unknown
+            for every in catalogue.patients:
+                incomplete.setdefault(every, set()).add(error.resource_type or "*")
+            named.append(RunError(error.source, f"{error.message} (every patient's {error.resource_type or 'data'})"))
+            continue
+        pid: str | None = None
         if error.patient_id:
             ref = error.patient_id
             pid = ref if ref in catalogue.patients else catalogue.resolve_patient(ref)

@@ -28,13 +28,14 @@ from .model import Fact
 from .terminology import CodeSet, MedicationSet
 
 
-def _leaves(rule: AnyRule) -> Iterator[AnyRule]:
+def leaves(rule: AnyRule) -> Iterator[AnyRule]:
+    """The rules under a combination, depth first."""
     if isinstance(rule, (AllOf, AnyOf)):
         for part in rule.parts:
-            yield from _leaves(part)
+            yield from leaves(part)
     elif isinstance(rule, Not):
         assert rule.part is not None
-        yield from _leaves(rule.part)
+        yield from leaves(rule.part)
     else:
         yield rule
 
@@ -65,7 +66,7 @@ def trial_codes(trial: Trial) -> TrialCodes:
     for criterion in trial.criteria:
         if criterion.rule is None:
             continue
-        for leaf in _leaves(criterion.rule):
+        for leaf in leaves(criterion.rule):
             for codes in _codesets(leaf):
                 union = union.union(codes, "trial")
             if isinstance(leaf, MedicationDaysRule) and leaf.medications is not None:

@@ -66,31 +66,17 @@ def _decide(reading: Reading, test: Callable[[float], bool], edges: tuple[float,
     return answers.pop() if len(answers) == 1 else None
 
 
-def _candidates(ctx: Context, codes: CodeSet, lookback: int) -> tuple[list[tuple[Fact, str]], list[str]]:
-    """Observations in the value set inside the window, most recent first, and notes about
-    those outside it."""
-    inside, notes = [], []
-    latest_outside: Fact | None = None
+def _candidates(ctx: Context, codes: CodeSet, lookback: int) -> list[tuple[Fact, str]]:
+    """Observations in the value set inside the window, most recent first. (Nothing is said
+    of older ones: a server source restricted by date never sees them, and every source must
+    give the same result.)"""
+    inside = []
     for fact in ctx.facts("Observation"):
         coding = codes.first_match(fact.codings)
-        if coding is None or fact.status == "cancelled":
-            continue
-        if ctx.in_window(fact.effective, lookback):
+        if coding is not None and fact.status != "cancelled" and ctx.in_window(fact.effective, lookback):
             inside.append((fact, coding.token))
-        elif (
-            fact.effective
-            and len(fact.effective) == 10
-            and fact.effective <= ctx.as_of_text
-            and (latest_outside is None or fact.effective > (latest_outside.effective or ""))
-        ):
-            latest_outside = fact
     inside.sort(key=lambda p: (p[0].effective or "", p[0].effective_ts or "", p[0].resource_id), reverse=True)
-    if latest_outside is not None:
-        notes.append(
-            f"latest value outside the {lookback}-day look-back: "
-            f"Observation/{latest_outside.resource_id} on {latest_outside.effective}"
-        )
-    return inside, notes
+    return inside
 
 
 def _unusable_reason(fact: Fact) -> str | None:
@@ -115,7 +101,7 @@ def _evaluate(
     ctx: Context, analyte: Analyte, codes: CodeSet, lookback: int, make_test: Callable[[Fact, str], _Test | str]
 ) -> Outcome:
     """Walk back from the most recent value to the first usable one; it decides."""
-    candidates, notes = _candidates(ctx, codes, lookback)
+    candidates = _candidates(ctx, codes, lookback)
     skipped: list[str] = []
     for fact, token in candidates:
         where = f"Observation/{fact.resource_id}"
@@ -155,8 +141,8 @@ def _evaluate(
             note += f" (ULN {test.uln:g} {test.unit}, {source})"
         return Outcome(Result.MET if decided else Result.NOT_MET, (evidence,), (note, *skipped))
     if not candidates:
-        notes.insert(0, f"no {analyte.title} in the {lookback} days before as-of")
-    return Outcome(Result.UNKNOWN, (), (*notes, *skipped) if (notes or skipped) else (f"no usable {analyte.title}",))
+        return Outcome(Result.UNKNOWN, (), (f"no {analyte.title} in the {lookback} days before as-of",))
+    return Outcome(Result.UNKNOWN, (), tuple(skipped))
 
 
 def lab(rule: LabRule, ctx: Context) -> Outcome:

@@ -1,0 +1,367 @@
+"""Authentication for FHIR servers: none, a static bearer token, or SMART Backend Services.
+
+SMART Backend Services (SMART App Launch v2) is OAuth client-credentials where the client
+proves who it is with a short-lived JWT signed by its private key (RS384 or ES384). Secrets
+(tokens, keys) come only from the environment or files (contract §5) and never appear in a
+message, a log line or a repr: an error message may end up in a ticket or a cron mail.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import jwt
+import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from ..errors import CohortFinderError
+
+log = logging.getLogger(__name__)
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_LIFETIME = 300  # SMART: the assertion's exp is at most 5 minutes ahead
+REFRESH_MARGIN = 60.0  # fetch a new token this long before the old one expires
+DEFAULT_EXPIRES_IN = 300  # when the server does not say
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]+")  # printable, no spaces: safe in a header
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+class AuthError(CohortFinderError):
+    """Authentication cannot be set up or the server refused it. Never quotes a secret."""
+
+    exit_code = 1
+
+
+class Auth(Protocol):
+    def headers(self) -> dict[str, str]:
+        """Headers for the next request; fetches or refreshes a token when needed."""
+        ...
+
+    def invalidate(self) -> None:
+        """After a 401: the next headers() fetches a new token (no-op for static tokens)."""
+        ...
+
+
+class NoAuth:
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def invalidate(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return "NoAuth()"
+
+
+class BearerToken:
+    """A static token, e.g. from a vault. A 401 cannot be fixed by asking again."""
+
+    def __init__(self, token: str) -> None:
+        token = token.strip()
+        if not _TOKEN_CHARS.fullmatch(token):
+            raise AuthError("the bearer token is empty or holds spaces or control characters")
+        self._token = token
+
+    @classmethod
+    def from_env_or_file(
+        cls,
+        env_var: str = "COHORT_FINDER_TOKEN",
+        file_env_var: str = "COHORT_FINDER_TOKEN_FILE",
+        environ: Mapping[str, str] | None = None,
+    ) -> BearerToken | None:
+        """The token in `env_var`, else the content of the file named by `file_env_var`, else None."""
+        env = os.environ if environ is None else environ
+        if env.get(env_var, "").strip():
+            return cls(env[env_var])
+        file_name = env.get(file_env_var, "").strip()
+        if not file_name:
+            return None
+        try:
+            text = Path(file_name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AuthError(f"{file_env_var}: cannot read {file_name}: {_reason(exc)}") from None
+        if not text.strip():
+            raise AuthError(f"{file_env_var}: {file_name} is empty")
+        return cls(text)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def invalidate(self) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return "BearerToken(token=<hidden>)"
+
+
+class SmartBackendAuth:
+    """SMART Backend Services: client-credentials with a private_key_jwt client assertion.
+
+    The key is loaded at once, so a bad key file fails before any request; the token
+    endpoint is discovered and the token fetched on the first headers().
+    """
+
+    def __init__(
+        self,
+        session: requests.Session,
+        fhir_base: str,
+        client_id: str,
+        key_path: Path,
+        *,
+        alg: str | None = None,
+        kid: str | None = None,
+        scope: str = "system/*.read",
+        token_endpoint: str | None = None,
+        timeout: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not client_id:
+            raise AuthError("SMART client id is empty")
+        self._session = session
+        self._fhir_base = fhir_base.rstrip("/")
+        self.client_id = client_id
+        self.key_path = Path(key_path)
+        self._key, self.alg, self.kid = _load_key(self.key_path, alg, kid)
+        self.scope = scope
+        self.token_endpoint = _checked_endpoint(token_endpoint) if token_endpoint else None
+        self._timeout = timeout
+        self._clock = clock
+        self._token: str | None = None
+        self._refresh_at = 0.0
+        # REST and Bulk code may fetch pages from threads: one token request at a time
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"SmartBackendAuth(client_id={self.client_id!r}, key_path={str(self.key_path)!r}, alg={self.alg!r}, "
+            f"kid={self.kid!r}, token_endpoint={self.token_endpoint!r}, token=<hidden>)"
+        )
+
+    def headers(self) -> dict[str, str]:
+        with self._lock:
+            if self._token is None or self._clock() >= self._refresh_at:
+                self._token, self._refresh_at = self._fetch_token()
+            return {"Authorization": f"Bearer {self._token}"}
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._token = None
+
+    def _discover(self) -> str:
+        url = f"{self._fhir_base}/.well-known/smart-configuration"
+        hint = "set COHORT_FINDER_SMART_TOKEN_URL to give the token endpoint"
+        try:
+            response = self._session.get(url, headers={"Accept": "application/json"}, timeout=self._timeout)
+        except requests.RequestException as exc:
+            raise AuthError(f"SMART discovery at {url} failed: {_reason(exc)}; {hint}") from None
+        if response.status_code != 200:
+            raise AuthError(f"SMART discovery at {url} failed: HTTP {response.status_code}; {hint}")
+        body = _json(response)
+        endpoint = body.get("token_endpoint") if isinstance(body, dict) else None
+        if not isinstance(endpoint, str) or not endpoint:
+            raise AuthError(f"SMART discovery at {url} gave no token_endpoint; {hint}")
+        return _checked_endpoint(endpoint)
+
+    def _assertion(self, endpoint: str, now: float) -> str:
+        claims = {
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": endpoint,
+            "iat": int(now),
+            "exp": int(now) + ASSERTION_LIFETIME,
+            # fresh every time: the server refuses a replayed jti
+            "jti": uuid.uuid4().hex,
+        }
+        return jwt.encode(claims, self._key, algorithm=self.alg, headers={"typ": "JWT", "kid": self.kid})
+
+    def _fetch_token(self) -> tuple[str, float]:
+        if self.token_endpoint is None:
+            self.token_endpoint = self._discover()
+        endpoint = self.token_endpoint
+        now = self._clock()  # before the request: the server's clock starts no earlier
+        assertion = self._assertion(endpoint, now)
+        form = {
+            "grant_type": "client_credentials",
+            "scope": self.scope,
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": assertion,
+        }
+        try:
+            # no redirects: the assertion's aud names this URL and must go nowhere else
+            response = self._session.post(
+                endpoint,
+                data=form,
+                headers={"Accept": "application/json"},
+                timeout=self._timeout,
+                allow_redirects=False,
+            )
+        except requests.RequestException as exc:
+            raise AuthError(f"SMART token request to {endpoint} failed: {_reason(exc)}") from None
+        body = _json(response)
+        if response.status_code != 200:
+            detail = _scrub(_failure_detail(body), assertion)
+            raise AuthError(f"SMART token request to {endpoint} failed: HTTP {response.status_code}: {detail}")
+        if not isinstance(body, dict):
+            raise AuthError(f"SMART token endpoint {endpoint} answered 200 without a JSON object")
+        token = body.get("access_token")
+        if not isinstance(token, str) or not _TOKEN_CHARS.fullmatch(token):
+            raise AuthError(f"SMART token endpoint {endpoint} gave no usable access_token")
+        token_type = body.get("token_type", "bearer")
+        if not isinstance(token_type, str) or token_type.lower() != "bearer":
+            raise AuthError(f"SMART token endpoint {endpoint} gave token_type {token_type!r}, not bearer")
+        lifetime = _expires_in(body.get("expires_in"))
+        log.info("SMART access token from %s, expires in %d s", endpoint, lifetime)
+        # a short-lived token is refreshed half-way rather than on every request
+        return token, now + lifetime - min(REFRESH_MARGIN, lifetime / 2)
+
+
+def auth_from_environment(session: requests.Session, fhir_base: str, environ: Mapping[str, str] = os.environ) -> Auth:
+    """SMART if its client id and key file are set, else a bearer token if one is set, else none."""
+
+    def get(name: str) -> str | None:
+        return environ.get(f"COHORT_FINDER_{name}", "").strip() or None
+
+    client_id, key_file = get("SMART_CLIENT_ID"), get("SMART_KEY_FILE")
+    if client_id or key_file:
+        if not (client_id and key_file):
+            raise AuthError("SMART needs both COHORT_FINDER_SMART_CLIENT_ID and COHORT_FINDER_SMART_KEY_FILE")
+        return SmartBackendAuth(
+            session,
+            fhir_base,
+            client_id,
+            Path(key_file),
+            alg=get("SMART_ALG"),
+            kid=get("SMART_KID"),
+            scope=get("SMART_SCOPE") or "system/*.read",
+            token_endpoint=get("SMART_TOKEN_URL"),
+        )
+    return BearerToken.from_env_or_file(environ=environ) or NoAuth()
+
+
+def _load_key(path: Path, alg: str | None, kid: str | None) -> tuple[PrivateKey, str, str]:
+    """The signing key, its algorithm and kid. Messages name the file, never its content."""
+    if alg is not None and alg not in ("RS384", "ES384"):
+        raise AuthError(f"SMART alg {alg!r} is not supported: use RS384 or ES384")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise AuthError(f"cannot read SMART key file {path}: {_reason(exc)}") from None
+    if raw.lstrip().startswith(b"{"):
+        loaded, jwk_kid = _key_from_jwk(path, raw)
+    else:
+        loaded, jwk_kid = _key_from_pem(path, raw), None
+    if isinstance(loaded, rsa.RSAPrivateKey):
+        key: PrivateKey = loaded
+        key_alg = "RS384"
+        if loaded.key_size < 2048:
+            raise AuthError(f"SMART key {path}: RSA keys shorter than 2048 bits are refused")
+    elif isinstance(loaded, ec.EllipticCurvePrivateKey):
+        key, key_alg = loaded, "ES384"
+        if not isinstance(loaded.curve, ec.SECP384R1):
+            raise AuthError(f"SMART key {path}: EC curve {loaded.curve.name} cannot sign ES384 (needs P-384)")
+    else:
+        raise AuthError(f"SMART key {path}: a {type(loaded).__name__} key is not supported: use RSA or EC P-384")
+    if alg is not None and alg != key_alg:
+        raise AuthError(f"SMART key {path} is a {key_alg[:2]} key and cannot sign {alg}")
+    kid = kid or jwk_kid
+    if not kid:
+        raise AuthError(f"SMART key {path} has no kid: set COHORT_FINDER_SMART_KID to the registered key's id")
+    return key, key_alg, kid
+
+
+def _key_from_pem(path: Path, raw: bytes) -> Any:
+    try:
+        return serialization.load_pem_private_key(raw, password=None)
+    except TypeError:
+        raise AuthError(f"SMART key {path} is encrypted: give an unencrypted key, readable by you only") from None
+    except Exception:  # cryptography raises several kinds for data it cannot parse
+        raise AuthError(f"SMART key {path} is neither a PEM private key nor a JWK/JWKS JSON file") from None
+
+
+def _key_from_jwk(path: Path, raw: bytes) -> tuple[Any, str | None]:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise AuthError(f"SMART key {path} is not valid JSON") from None
+    candidates = data.get("keys") if isinstance(data, dict) and "keys" in data else [data]
+    if not isinstance(candidates, list):
+        raise AuthError(f"SMART key {path}: 'keys' is not a list")
+    private = next((k for k in candidates if isinstance(k, dict) and "d" in k), None)
+    if private is None:
+        raise AuthError(f'SMART key {path} holds no private key (no JWK with "d")')
+    # the signing alg follows from the key type; a JWK's own "alg" (say RS256) must not stop the load
+    algorithm = {"RSA": "RS384", "EC": "ES384"}.get(str(private.get("kty")))
+    try:
+        jwk = jwt.PyJWK(private, algorithm=algorithm)
+    except Exception:  # PyJWT's messages quote the whole JWK, private part included
+        kty = private.get("kty")
+        raise AuthError(f"SMART key {path}: cannot use its JWK (kty {kty!r}, crv {private.get('crv')!r})") from None
+    kid = private.get("kid")
+    return jwk.key, kid if isinstance(kid, str) else None
+
+
+def _checked_endpoint(url: str) -> str:
+    """The token goes back over this connection: https, or plain http to this machine only."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK):
+        return url
+    raise AuthError(f"SMART token endpoint {url} is not https")
+
+
+def _json(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _failure_detail(body: Any) -> str:
+    """The OAuth error (RFC 6749 §5.2) or an OperationOutcome's diagnostics, if the body has one."""
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        description = body.get("error_description")
+        return f"{body['error']}: {description}" if isinstance(description, str) and description else body["error"]
+    if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
+        texts = []
+        for issue in body.get("issue") or []:
+            if isinstance(issue, dict):
+                details = issue.get("details")
+                text = issue.get("diagnostics") or (details.get("text") if isinstance(details, dict) else None)
+                if isinstance(text, str) and text:
+                    texts.append(text)
+        if texts:
+            return "; ".join(texts)
+    return "the response holds no OAuth error"
+
+
+def _scrub(text: str, *secrets: str) -> str:
+    """A server may echo what it was sent: never pass the assertion on. Also caps the length."""
+    for secret in secrets:
+        text = text.replace(secret, "<hidden>")
+    return text[:500]
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a file or a connection failed, without credentials a URL might carry (user:pass@)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return re.sub(r"//[^/@\s]+@", "//<hidden>@", f"{type(exc).__name__}: {exc}")[:300]
+
+
+def _expires_in(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return int(value)
+    return DEFAULT_EXPIRES_IN

@@ -1,0 +1,178 @@
+"""HTTP for FHIR servers: one pooled `requests.Session`, timeouts, retries with back-off.
+
+Retries (urllib3 `Retry`): connection errors, read timeouts, 429 and 5xx, with exponential
+back-off and jitter, honouring `Retry-After`. A body that is not JSON (a truncated page) is
+fetched again too. What still fails raises FetchError with the server's OperationOutcome
+diagnostics; sources turn that into a run error (contract §4), never into silence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from .. import __version__
+from ..errors import CohortFinderError
+from .auth import Auth, NoAuth
+
+log = logging.getLogger(__name__)
+FHIR_JSON = "application/fhir+json"
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+Params = Mapping[str, str] | list[tuple[str, str]]
+
+
+class FetchError(CohortFinderError):
+    """A request that failed after its retries. `url` says which."""
+
+    def __init__(self, url: str, message: str) -> None:
+        self.url = url
+        super().__init__(message)
+
+
+@dataclass
+class HttpSettings:
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    retries: int = 5
+    backoff: float = 0.5  # seconds; doubles each retry
+    backoff_max: float = 60.0
+    backoff_jitter: float = 0.5
+    verify: bool | str = True  # a CA bundle path for private PKI; never False by default
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+def operation_outcome_text(body: Any) -> str | None:
+    """The diagnostics (else details text, else code) of an OperationOutcome's issues."""
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return None
+    parts = []
+    for issue in body.get("issue") or []:
+        if not isinstance(issue, dict):
+            continue
+        details = issue["details"] if isinstance(issue.get("details"), dict) else {}
+        text = issue.get("diagnostics") or details.get("text") or issue.get("code")
+        if text:
+            parts.append(f"{issue.get('severity', 'error')}: {text}")
+    return "; ".join(parts) or None
+
+
+def _describe_failure(response: requests.Response) -> str:
+    try:
+        outcome = operation_outcome_text(orjson.loads(response.content))
+    except orjson.JSONDecodeError:
+        outcome = None
+    reason = f"HTTP {response.status_code} {response.reason or ''}".strip()
+    return f"{reason}: {outcome}" if outcome else reason
+
+
+class FhirHttp:
+    """GETs and POSTs against one FHIR base URL, returning parsed JSON."""
+
+    def __init__(
+        self,
+        base: str,
+        auth: Auth | None = None,
+        settings: HttpSettings | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base = base.rstrip("/")
+        self.auth = auth or NoAuth()
+        self.settings = settings or HttpSettings()
+        self.session = session or requests.Session()
+        s = self.settings
+        retry = Retry(
+            total=s.retries,
+            connect=s.retries,
+            read=s.retries,
+            status=s.retries,
+            other=0,
+            backoff_factor=s.backoff,
+            backoff_max=s.backoff_max,
+            backoff_jitter=s.backoff_jitter,
+            status_forcelist=RETRY_STATUSES,
+            allowed_methods=frozenset({"GET", "POST", "HEAD"}),
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+        adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=8)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update(
+            {"Accept": FHIR_JSON, "User-Agent": f"cohort-finder/{__version__}", **s.extra_headers}
+        )
+        self.session.verify = s.verify
+        self.requests = 0
+
+    def url(self, path_or_url: str) -> str:
+        return urljoin(self.base + "/", path_or_url)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Params | None = None,
+        data: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        stream: bool = False,
+        expect: tuple[int, ...] = (200,),
+        auth: bool = True,
+    ) -> requests.Response:
+        """One request (urllib3 retries beneath it); one fresh token and retry after a 401.
+        `auth=False` sends no token (Bulk files on storage that must not see it)."""
+        timeout = (self.settings.connect_timeout, self.settings.read_timeout)
+        for attempt in (1, 2):
+            merged = {**(self.auth.headers() if auth else {}), **(headers or {})}
+            self.requests += 1
+            try:
+                response = self.session.request(
+                    method, url, params=params, data=data, headers=merged, timeout=timeout, stream=stream
+                )
+            except requests.RequestException as exc:
+                raise FetchError(url, f"{type(exc).__name__}: {_reason(exc)}") from exc
+            if response.status_code == 401 and attempt == 1:
+                self.auth.invalidate()
+                continue
+            if response.status_code not in expect:
+                raise FetchError(response.url or url, _describe_failure(response))
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def get_json(
+        self, url: str, params: Params | None = None, headers: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """GET a JSON object. A body that does not parse (cut short in transit) is asked for
+        again, as many times as the settings' retries allow."""
+        last = ""
+        for _ in range(self.settings.retries + 1):
+            response = self.request("GET", url, params=params, headers=headers)
+            try:
+                body = orjson.loads(response.content)
+            except orjson.JSONDecodeError as exc:
+                last = f"response is not valid JSON ({exc})"
+                log.warning("retrying %s: %s", response.url, last)
+                continue
+            if not isinstance(body, dict):
+                raise FetchError(response.url, "response is not a JSON object")
+            return body
+        raise FetchError(url, last)
+
+
+def _reason(exc: requests.RequestException) -> str:
+    """The innermost cause, which names what really went wrong (timeout, refused, TLS)."""
+    inner: BaseException = exc
+    for _ in range(10):  # chains are short; the bound only guards against a cycle
+        nxt = inner.__cause__ or inner.__context__
+        if nxt is None:
+            break
+        inner = nxt
+    text = str(inner) or type(inner).__name__
+    return text[:300]

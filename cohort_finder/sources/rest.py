@@ -1,0 +1,85 @@
+"""FHIR REST search as a source: run each search, follow `next` links to the end.
+
+A page that still fails after its retries becomes a run error naming its URL, marked as
+affecting every patient for that resource type (we cannot know whose rows it held), so their
+results that needed it become unknown (contract §4).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from ..model import ALL_PATIENTS, RunError
+from ..search_plan import Search
+from .base import Item, unpack
+from .http import FetchError, FhirHttp
+
+log = logging.getLogger(__name__)
+STRICT = {"Prefer": "handling=strict"}  # a misspelt search parameter fails loudly, not silently ignored
+MAX_PAGES = 1_000_000
+
+
+def next_link(bundle: dict[str, Any]) -> str | None:
+    for link in bundle.get("link") or []:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return str(link["url"])
+    return None
+
+
+class RestSource:
+    def __init__(self, http: FhirHttp, searches: list[Search]) -> None:
+        self.http = http
+        self.searches = searches
+        self.pages = 0
+        self.resources = 0
+
+    def describe(self) -> str:
+        return self.http.base
+
+    def read(self) -> Iterator[Item | RunError]:
+        for search in self.searches:
+            yield from self._search(search)
+        log.info(
+            "REST: %d searches, %d pages, %d requests, %d resources",
+            len(self.searches),
+            self.pages,
+            self.http.requests,
+            self.resources,
+        )
+
+    def _search(self, search: Search) -> Iterator[Item | RunError]:
+        url: str | None = self.http.url(search.resource_type)
+        params: dict[str, str] | None = dict(search.params)
+        seen: set[str] = set()
+        while url is not None:
+            try:
+                bundle = self.http.get_json(url, params=params, headers=STRICT)
+            except FetchError as exc:
+                yield RunError(exc.url, f"search page failed: {exc}", ALL_PATIENTS, search.resource_type)
+                return
+            page = url if params is None else f"{url}?{'&'.join(f'{k}={v}' for k, v in search.params)}"
+            if bundle.get("resourceType") != "Bundle":
+                yield RunError(
+                    page,
+                    f"search answered {bundle.get('resourceType')}, not a Bundle",
+                    ALL_PATIENTS,
+                    search.resource_type,
+                )
+                return
+            self.pages += 1
+            for item in unpack(bundle, page):
+                if isinstance(item, Item):
+                    self.resources += 1
+                yield item
+            seen.add(page)
+            url, params = next_link(bundle), None
+            if url is not None and (url in seen or len(seen) >= MAX_PAGES):
+                yield RunError(
+                    url,
+                    "next link leads back to a page already read: stopped paging",
+                    ALL_PATIENTS,
+                    search.resource_type,
+                )
+                return

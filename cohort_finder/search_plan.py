@@ -112,7 +112,9 @@ def plan(trial: Trial, as_of: date, page_size: int = 1000) -> list[Search]:
         if needs.window is None:
             searches += _by_code("Observation", param, needs, count)
         else:
-            start = (as_of - timedelta(days=needs.window)).isoformat()
+            # two days' slack: a server compares instants, the rules compare the date as written
+            # (2025-06-30T01:00+05:00 is 2025-06-29 in UTC); the rules filter precisely later
+            start = (as_of - timedelta(days=needs.window + 2)).isoformat()
             searches += _by_code("Observation", param, needs, (("date", f"ge{start}"), *count))
             searches += _by_code("Observation", param, needs, (("date:missing", "true"), *count))
     if condition.codes or condition.whole:

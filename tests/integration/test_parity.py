@@ -1,0 +1,90 @@
+"""REST, Bulk and file runs over the same data give the same candidates.json (contract §6),
+against a real FHIR server holding the hand-built fixtures and the Synthea sample."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..e2e import Run, cohort_finder
+from ..paths import CRITERIA, FIXTURES, shared_path
+from .conftest import LoadedServer
+
+AS_OF = "2026-06-30"  # the fixtures' as-of; Synthea's records are simply older at that date
+TRIAL = str(CRITERIA / "nct07183761.yaml")
+
+
+def _without(node: Any, refused: set[str]) -> Any:
+    """A Bundle or resource without the resources the server refused (so both sides hold the
+    same data): the server validates R4 strictly, the file reader is lenient."""
+    if isinstance(node, dict) and node.get("resourceType") == "Bundle":
+        node["entry"] = [e for e in node.get("entry", [])
+                         if f"{e['resource']['resourceType']}/{e['resource'].get('id')}" not in refused]
+    return node
+
+
+def _same_data_as_server(target: Path, server: LoadedServer) -> Path:
+    refused = {key for table in server.rejected.values() for key in table}
+    for name, folder in (("fhir_bundles", FIXTURES / "fhir_bundles"), ("synthea-r4", shared_path("data", "synthea-r4"))):
+        shutil.copytree(folder, target / name)
+    for path in (target / "fhir_bundles").rglob("*.json"):
+        data = json.loads(path.read_text())
+        if refused & {f"{data.get('resourceType')}/{data.get('id')}"}:
+            path.unlink()
+        else:
+            path.write_text(json.dumps(_without(data, refused)))
+    return target
+
+
+def _run(source: str, out: Path, *extra: str) -> Run:
+    done = cohort_finder("run", "--criteria", TRIAL, "--source", source, "--out", str(out), "--as-of", AS_OF, *extra)
+    return Run(done.returncode, done.stdout, done.stderr, out)
+
+
+def _comparable(run: Run) -> dict[str, Any]:
+    document = run.document
+    document.pop("generated_at")
+    document.pop("source")
+    return document
+
+
+@pytest.fixture(scope="module")
+def file_run(fhir_server: LoadedServer, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    data = _same_data_as_server(tmp_path_factory.mktemp("data"), fhir_server)
+    run = _run(str(data), tmp_path_factory.mktemp("file-out"))
+    assert run.exit_code == 0, run.stderr
+    return run
+
+
+def test_rest_gives_the_same_candidates_as_files(fhir_server: LoadedServer, file_run: Run, tmp_path: Path) -> None:
+    rest = _run(fhir_server.base, tmp_path, "--rest")
+    assert rest.exit_code == 0, rest.stderr
+    assert _comparable(rest) == _comparable(file_run)
+    assert rest.document["source"] == fhir_server.base
+    assert "REST:" in rest.stderr and "requests" in rest.stderr  # the log counts requests, pages, resources
+    patients = len(rest.document["patients"])
+    assert patients == len(file_run.document["patients"]) > 200
+
+
+def test_bulk_gives_the_same_candidates_and_reuses_its_cache(fhir_server: LoadedServer, file_run: Run,
+                                                             tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    bulk = _run(fhir_server.base, tmp_path / "out1", "--bulk", "--cache", str(cache))
+    assert bulk.exit_code == 0, bulk.stderr
+    assert _comparable(bulk) == _comparable(file_run)
+    assert "bulk export ready" in bulk.stderr
+    again = _run(fhir_server.base, tmp_path / "out2", "--bulk", "--cache", str(cache))
+    assert "reusing the finished bulk export" in again.stderr
+    assert _comparable(again) == _comparable(file_run)
+    (folder,) = list(cache.iterdir())
+    assert folder.stat().st_mode & 0o077 == 0  # PHI: owner only
+
+
+def test_capability_statement_picks_bulk_by_default(fhir_server: LoadedServer, tmp_path: Path) -> None:
+    run = _run(fhir_server.base, tmp_path / "out", "--cache", str(tmp_path / "cache"))
+    assert run.exit_code == 0, run.stderr
+    assert "bulk export" in run.stderr

@@ -22,14 +22,20 @@ def _without(node: Any, refused: set[str]) -> Any:
     """A Bundle or resource without the resources the server refused (so both sides hold the
     same data): the server validates R4 strictly, the file reader is lenient."""
     if isinstance(node, dict) and node.get("resourceType") == "Bundle":
-        node["entry"] = [e for e in node.get("entry", [])
-                         if f"{e['resource']['resourceType']}/{e['resource'].get('id')}" not in refused]
+        node["entry"] = [
+            e
+            for e in node.get("entry", [])
+            if f"{e['resource']['resourceType']}/{e['resource'].get('id')}" not in refused
+        ]
     return node
 
 
 def _same_data_as_server(target: Path, server: LoadedServer) -> Path:
     refused = {key for table in server.rejected.values() for key in table}
-    for name, folder in (("fhir_bundles", FIXTURES / "fhir_bundles"), ("synthea-r4", shared_path("data", "synthea-r4"))):
+    for name, folder in (
+        ("fhir_bundles", FIXTURES / "fhir_bundles"),
+        ("synthea-r4", shared_path("data", "synthea-r4")),
+    ):
         shutil.copytree(folder, target / name)
     for path in (target / "fhir_bundles").rglob("*.json"):
         data = json.loads(path.read_text())
@@ -70,8 +76,9 @@ def test_rest_gives_the_same_candidates_as_files(fhir_server: LoadedServer, file
     assert patients == len(file_run.document["patients"]) > 200
 
 
-def test_bulk_gives_the_same_candidates_and_reuses_its_cache(fhir_server: LoadedServer, file_run: Run,
-                                                             tmp_path: Path) -> None:
+def test_bulk_gives_the_same_candidates_and_reuses_its_cache(
+    fhir_server: LoadedServer, file_run: Run, tmp_path: Path
+) -> None:
     cache = tmp_path / "cache"
     bulk = _run(fhir_server.base, tmp_path / "out1", "--bulk", "--cache", str(cache))
     assert bulk.exit_code == 0, bulk.stderr

@@ -33,8 +33,9 @@ def _write_key(path: Path) -> rsa.RSAPrivateKey:
 def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("keys")
     good = _write_key(folder / "client.pem")
-    (folder / "client.pub.pem").write_bytes(good.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (folder / "client.pub.pem").write_bytes(
+        good.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     _write_key(folder / "stranger.pem")
     return {"good": folder / "client.pem", "public": folder / "client.pub.pem", "bad": folder / "stranger.pem"}
 
@@ -45,8 +46,9 @@ def secured(keys: dict[str, Path]) -> Iterator[FhirServer]:
     auth = {
         "types": ["bearer", "smart"],
         "tokens": [LOADER_TOKEN],
-        "smart_clients": [{"client_id": "cohort-finder-test", "public_key_path": str(keys["public"]),
-                           "scopes": "system/*.read"}],
+        "smart_clients": [
+            {"client_id": "cohort-finder-test", "public_key_path": str(keys["public"]), "scopes": "system/*.read"}
+        ],
     }
     with FhirServer(auth=auth) as server:
         load_folder(server.base, FIXTURES / "fhir_bundles" / "baseline", headers=server.headers)
@@ -54,13 +56,27 @@ def secured(keys: dict[str, Path]) -> Iterator[FhirServer]:
 
 
 def _env(key: Path) -> dict[str, str]:
-    return {"COHORT_FINDER_SMART_CLIENT_ID": "cohort-finder-test", "COHORT_FINDER_SMART_KEY_FILE": str(key),
-            "COHORT_FINDER_SMART_KID": "test-key-1"}
+    return {
+        "COHORT_FINDER_SMART_CLIENT_ID": "cohort-finder-test",
+        "COHORT_FINDER_SMART_KEY_FILE": str(key),
+        "COHORT_FINDER_SMART_KID": "test-key-1",
+    }
 
 
 def _run(server: FhirServer, out: Path, env: dict[str, str], *extra: str) -> tuple[int, str, str, Path]:
-    done = cohort_finder("run", "--criteria", str(CRITERIA / "nct07183761.yaml"), "--source", server.base,
-                         "--out", str(out), "--as-of", "2026-06-30", *extra, env=env)
+    done = cohort_finder(
+        "run",
+        "--criteria",
+        str(CRITERIA / "nct07183761.yaml"),
+        "--source",
+        server.base,
+        "--out",
+        str(out),
+        "--as-of",
+        "2026-06-30",
+        *extra,
+        env=env,
+    )
     return done.returncode, done.stdout, done.stderr, out
 
 
@@ -75,8 +91,9 @@ def test_rest_with_smart_backend_services(secured: FhirServer, keys: dict[str, P
     assert patients and {p["status"] for p in patients} <= {"candidate", "possible", "excluded"}
 
 
-def test_bulk_with_smart_backend_services_sends_the_token_for_files(secured: FhirServer, keys: dict[str, Path],
-                                                                   tmp_path: Path) -> None:
+def test_bulk_with_smart_backend_services_sends_the_token_for_files(
+    secured: FhirServer, keys: dict[str, Path], tmp_path: Path
+) -> None:
     code, _, err, out = _run(secured, tmp_path / "out", _env(keys["good"]), "--bulk", "--cache", str(tmp_path / "c"))
     assert code == 0, err
     rest_code, _, _, rest_out = _run(secured, tmp_path / "rest", _env(keys["good"]), "--rest")
@@ -84,8 +101,9 @@ def test_bulk_with_smart_backend_services_sends_the_token_for_files(secured: Fhi
     assert rest_code == 0 and bulk_doc["patients"] == rest_doc["patients"]
 
 
-def test_a_key_the_server_does_not_know_is_refused_cleanly(secured: FhirServer, keys: dict[str, Path],
-                                                           tmp_path: Path) -> None:
+def test_a_key_the_server_does_not_know_is_refused_cleanly(
+    secured: FhirServer, keys: dict[str, Path], tmp_path: Path
+) -> None:
     code, _, err, out = _run(secured, tmp_path, _env(keys["bad"]), "--rest")
     assert code == 1
     assert "cohort-finder: error:" in err and "Traceback" not in err

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,12 +21,14 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
+import requests
 
 from ..model import ALL_PATIENTS, RunError
 from ..search_plan import MEDICATION_TYPES, Search
 from .base import Item
 from .files import FileSource
 from .http import FetchError, FhirHttp, operation_outcome_text
+from .rest import next_link
 
 log = logging.getLogger(__name__)
 NDJSON = "application/fhir+ndjson"
@@ -114,6 +117,8 @@ class BulkSource:
         if (self.folder / "complete").exists() and self.reuse:
             log.info("reusing the finished bulk export in %s", self.folder)
             return files
+        if not self.reuse and self.folder.exists():
+            shutil.rmtree(self.folder)  # --refresh: a new export, not the old job's files
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         files.mkdir(exist_ok=True, mode=0o700)
         state: dict[str, Any] = orjson.loads(state_path.read_bytes()) if state_path.exists() else {}
@@ -125,6 +130,10 @@ class BulkSource:
             state_path.write_bytes(orjson.dumps(state))
         self._download(state["manifest"], files)
         self._fetch_missing_medications(files)
+        if any(e.patient_id == ALL_PATIENTS for e in self.errors):
+            # not complete: the next run downloads what is missing instead of reusing a gap
+            log.warning("bulk export incomplete: %d files could not be read", len(self.errors))
+            return files
         (self.folder / "complete").write_text(str(state["manifest"].get("transactionTime", "")))
         try:  # the server may free the files now; a failure here loses nothing
             self.http.request("DELETE", state["status_url"], expect=(200, 202, 204, 404))
@@ -153,11 +162,17 @@ class BulkSource:
         return self.http.url(status)
 
     def _poll(self, status_url: str) -> dict[str, Any]:
-        waited, delay = 0.0, 1.0
+        waited, delay, broken = 0.0, 1.0, 0
         while True:
             response = self.http.request("GET", status_url, expect=(200, 202))
             if response.status_code == 200:
-                manifest: dict[str, Any] = orjson.loads(response.content)
+                try:
+                    manifest: dict[str, Any] = orjson.loads(response.content)
+                except orjson.JSONDecodeError as exc:
+                    broken += 1  # cut short in transit: ask again, a few times
+                    if broken > self.http.settings.retries:
+                        raise FetchError(status_url, f"bulk export manifest is not valid JSON ({exc})") from exc
+                    continue
                 log.info("bulk export ready: %d files", len(manifest.get("output") or []))
                 return manifest
             pause = min(_retry_after(response.headers.get("Retry-After"), delay), 300.0)
@@ -193,20 +208,35 @@ class BulkSource:
                 continue
             for line in body.splitlines():
                 if line.strip():
-                    text = operation_outcome_text(orjson.loads(line)) or line.decode("utf-8", "replace")[:300]
-                    self.errors.append(RunError(url, f"server reported: {text}"))
+                    try:
+                        text = operation_outcome_text(orjson.loads(line)) or line.decode("utf-8", "replace")[:300]
+                    except orjson.JSONDecodeError:
+                        text = line.decode("utf-8", "replace")[:300]
+                    # the server could not export something, and does not say whose: every
+                    # patient's results that need data become unknown (contract §4)
+                    self.errors.append(RunError(url, f"server reported: {text}", ALL_PATIENTS))
 
     def _download_one(self, url: str, target: Path, token: bool) -> None:
+        """Download to `.part`, continuing a half-written file with a Range request (also
+        after a connection that breaks off mid-file, a few times)."""
         part = target.with_suffix(".part")
-        have = part.stat().st_size if part.exists() else 0
-        headers = {"Accept": NDJSON} | ({"Range": f"bytes={have}-"} if have else {})
-        # the token goes only where the manifest says it is needed (requiresAccessToken)
-        response = self.http.request("GET", url, headers=headers, stream=True, expect=(200, 206), auth=token)
-        mode = "ab" if response.status_code == 206 else "wb"
-        with part.open(mode) as handle:
-            for chunk in response.iter_content(chunk_size=1 << 20):
-                handle.write(chunk)
-        part.replace(target)
+        for attempt in range(self.http.settings.retries + 1):
+            have = part.stat().st_size if part.exists() else 0
+            headers = {"Accept": NDJSON} | ({"Range": f"bytes={have}-"} if have else {})
+            # the token goes only where the manifest says it is needed (requiresAccessToken)
+            response = self.http.request("GET", url, headers=headers, stream=True, expect=(200, 206), auth=token)
+            mode = "ab" if response.status_code == 206 else "wb"
+            try:
+                with part.open(mode) as handle:
+                    for chunk in response.iter_content(chunk_size=1 << 20):
+                        handle.write(chunk)
+            except requests.RequestException as exc:
+                log.warning("download of %s broke off (%s); continuing", url, type(exc).__name__)
+                if attempt == self.http.settings.retries:
+                    raise FetchError(url, f"download broke off: {type(exc).__name__}") from exc
+                continue
+            part.replace(target)
+            return
 
     def _fetch_missing_medications(self, files: Path) -> None:
         """Patient-level exports leave out Medications (not in the patient compartment): fetch
@@ -218,18 +248,25 @@ class BulkSource:
                 wanted.update(m.decode() for m in _MED_REF.findall(path.read_bytes()))
             elif path.name.startswith("Medication."):
                 for line in path.read_bytes().splitlines():
-                    if line.strip():
+                    try:
                         have.add(str(orjson.loads(line).get("id")))
+                    except (orjson.JSONDecodeError, AttributeError):
+                        continue  # the file reader reports the bad line itself
         missing = sorted(wanted - have)
         if not missing:
             return
         lines = []
         for start in range(0, len(missing), 100):
             ids = ",".join(missing[start : start + 100])
-            try:
-                bundle = self.http.get_json(self.http.url("Medication"), params={"_id": ids, "_count": "1000"})
-            except FetchError as exc:
-                self.errors.append(RunError(exc.url, f"referenced Medications could not be fetched: {exc}"))
-                continue
-            lines += [orjson.dumps(e["resource"]) for e in bundle.get("entry") or [] if "resource" in e]
+            url: str | None = self.http.url("Medication")
+            params: dict[str, str] | None = {"_id": ids, "_count": "1000"}
+            while url is not None:
+                try:
+                    bundle = self.http.get_json(url, params=params)
+                except FetchError as exc:
+                    self.errors.append(RunError(exc.url, f"referenced Medications could not be fetched: {exc}"))
+                    break
+                lines += [orjson.dumps(e["resource"]) for e in bundle.get("entry") or [] if "resource" in e]
+                link = next_link(bundle)
+                url, params = (self.http.url(link) if link else None), None
         (files / "Medication.referenced.ndjson").write_bytes(b"\n".join(lines) + b"\n")

@@ -30,11 +30,19 @@ Params = Mapping[str, str] | list[tuple[str, str]]
 
 
 class FetchError(CohortFinderError):
-    """A request that failed after its retries. `url` says which."""
+    """A request that failed after its retries. `url` says which (with its query)."""
 
-    def __init__(self, url: str, message: str) -> None:
+    def __init__(self, url: str, message: str, *, cut_short: bool = False) -> None:
         self.url = url
+        self.cut_short = cut_short  # the body broke off in transit: worth asking again
         super().__init__(message)
+
+
+def full_url(url: str, params: Params | None) -> str:
+    """The URL as sent, query included, so an error says which search failed."""
+    if not params:
+        return url
+    return str(requests.Request("GET", url, params=params).prepare().url)
 
 
 @dataclass
@@ -137,7 +145,13 @@ class FhirHttp:
                     method, url, params=params, data=data, headers=merged, timeout=timeout, stream=stream
                 )
             except requests.RequestException as exc:
-                raise FetchError(url, f"{type(exc).__name__}: {_reason(exc)}") from exc
+                # a body broken off mid-read is not covered by urllib3's Retry (it retries
+                # before the body): say so, so that get_json asks again
+                cut = isinstance(
+                    exc, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
+                )
+                kind = "timed out" if isinstance(exc, requests.Timeout) else type(exc).__name__
+                raise FetchError(full_url(url, params), f"{kind}: {_reason(exc)}", cut_short=cut) from exc
             if response.status_code == 401 and attempt == 1:
                 self.auth.invalidate()
                 continue
@@ -153,7 +167,14 @@ class FhirHttp:
         again, as many times as the settings' retries allow."""
         last = ""
         for _ in range(self.settings.retries + 1):
-            response = self.request("GET", url, params=params, headers=headers)
+            try:
+                response = self.request("GET", url, params=params, headers=headers)
+            except FetchError as exc:
+                if not exc.cut_short:
+                    raise
+                last = str(exc)
+                log.warning("retrying %s: %s", exc.url, last)
+                continue
             try:
                 body = orjson.loads(response.content)
             except orjson.JSONDecodeError as exc:
@@ -163,7 +184,7 @@ class FhirHttp:
             if not isinstance(body, dict):
                 raise FetchError(response.url, "response is not a JSON object")
             return body
-        raise FetchError(url, last)
+        raise FetchError(full_url(url, params), last)
 
 
 def _reason(exc: requests.RequestException) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 from ..model import ALL_PATIENTS, RunError
 from ..search_plan import Search
 from .base import Item, unpack
-from .http import FetchError, FhirHttp
+from .http import FetchError, FhirHttp, full_url
 
 log = logging.getLogger(__name__)
 STRICT = {"Prefer": "handling=strict"}  # a misspelt search parameter fails loudly, not silently ignored
@@ -59,7 +59,7 @@ class RestSource:
             except FetchError as exc:
                 yield RunError(exc.url, f"search page failed: {exc}", ALL_PATIENTS, search.resource_type)
                 return
-            page = url if params is None else f"{url}?{'&'.join(f'{k}={v}' for k, v in search.params)}"
+            page = full_url(url, params)
             if bundle.get("resourceType") != "Bundle":
                 yield RunError(
                     page,
@@ -74,7 +74,8 @@ class RestSource:
                     self.resources += 1
                 yield item
             seen.add(page)
-            url, params = next_link(bundle), None
+            link = next_link(bundle)
+            url, params = (self.http.url(link) if link else None), None  # a relative link resolves against the base
             if url is not None and (url in seen or len(seen) >= MAX_PAGES):
                 yield RunError(
                     url,

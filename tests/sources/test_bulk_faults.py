@@ -1,0 +1,529 @@
+"""Fault injection for the Bulk `$export` source against a local HTTP server (contract §4).
+
+A local server plays the FHIR server: kick-off, status polling, NDJSON files, error files.
+Each fault either recovers or lands in the errors; the only faults that may stop the run are
+those that leave nothing to read (the export cannot be started or never finishes), and they
+raise FetchError with the server's words.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from cohort_finder.criteria import load_trial
+from cohort_finder.model import ALL_PATIENTS, Result, RunError
+from cohort_finder.pipeline import evaluate_source
+from cohort_finder.sources.base import Item
+from cohort_finder.sources.bulk import BulkRequest, BulkSource
+from cohort_finder.sources.http import FetchError, FhirHttp, HttpSettings
+
+from ..paths import CRITERIA
+
+FAST = HttpSettings(retries=3, backoff=0.01, backoff_max=0.05, backoff_jitter=0, read_timeout=0.5, connect_timeout=0.5)
+REQUEST = BulkRequest(level="Patient", types=("Patient", "Observation"))
+KICK_OFF = "/fhir/Patient/$export"
+STATUS = "/status/job-1"
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def patient(pid: str) -> dict[str, Any]:
+    return {"resourceType": "Patient", "id": pid, "gender": "male", "birthDate": "1961-02-03"}
+
+
+def observation(oid: str, pid: str) -> dict[str, Any]:
+    return {"resourceType": "Observation", "id": oid, "status": "final", "subject": {"reference": f"Patient/{pid}"}}
+
+
+def medication_request(rid: str, pid: str, med: str) -> dict[str, Any]:
+    return {
+        "resourceType": "MedicationRequest",
+        "id": rid,
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": f"Patient/{pid}"},
+        "medicationReference": {"reference": f"Medication/{med}"},
+    }
+
+
+def medication(mid: str) -> dict[str, Any]:
+    return {"resourceType": "Medication", "id": mid, "code": {"text": f"drug {mid}"}}
+
+
+def ndjson(resources: list[dict[str, Any]]) -> bytes:
+    return b"".join(orjson.dumps(r) + b"\n" for r in resources)
+
+
+def outcome(diagnostics: str) -> dict[str, Any]:
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "exception", "diagnostics": diagnostics}],
+    }
+
+
+def searchset(resources: list[dict[str, Any]], next_url: str | None = None) -> dict[str, Any]:
+    links = [{"relation": "next", "url": next_url}] if next_url else []
+    return {"resourceType": "Bundle", "type": "searchset", "link": links, "entry": [{"resource": r} for r in resources]}
+
+
+PATIENTS = [patient("p1"), patient("p2")]
+OBSERVATIONS = [observation("o1", "p1"), observation("o2", "p2"), observation("o3", "p1")]
+
+
+class ExportServer:
+    """Kick-off, status (`pending` answers of 202, then the manifest), DELETE, and the files.
+
+    `files` maps a file name to (resource type, content). A test that wants a file to
+    misbehave registers its own handler for `/files/<name>` first (first match wins)."""
+
+    def __init__(
+        self,
+        httpserver: HTTPServer,
+        files: dict[str, tuple[str, bytes]],
+        *,
+        pending: int = 0,
+        requires_token: bool = False,
+        error_files: dict[str, bytes] | None = None,
+    ) -> None:
+        self.httpserver = httpserver
+        self.manifest = {
+            "transactionTime": "2025-06-01T00:00:00Z",
+            "request": httpserver.url_for(KICK_OFF),
+            "requiresAccessToken": requires_token,
+            "output": [{"type": rtype, "url": self.file_url(name)} for name, (rtype, _) in files.items()],
+            "error": [{"type": "OperationOutcome", "url": self.file_url(name)} for name in error_files or {}],
+        }
+        httpserver.expect_request(KICK_OFF).respond_with_response(
+            Response(status=202, headers={"Content-Location": httpserver.url_for(STATUS)})
+        )
+        for _ in range(pending):
+            httpserver.expect_oneshot_request(STATUS, method="GET").respond_with_response(
+                Response(status=202, headers={"Retry-After": "7", "X-Progress": "50%"})
+            )
+        httpserver.expect_request(STATUS, method="GET").respond_with_json(self.manifest)
+        httpserver.expect_request(STATUS, method="DELETE").respond_with_response(Response(status=202))
+        for name, (_, content) in {**files, **{n: ("", c) for n, c in (error_files or {}).items()}}.items():
+            httpserver.expect_request(f"/files/{name}").respond_with_data(
+                content, content_type="application/fhir+ndjson"
+            )
+
+    def file_url(self, name: str) -> str:
+        return self.httpserver.url_for(f"/files/{name}")
+
+    def requests_to(self, path: str) -> list[Request]:
+        return [request for request, _ in self.httpserver.log if request.path == path]
+
+
+def standard_export(httpserver: HTTPServer, **kwargs: Any) -> ExportServer:
+    files = {
+        "patients.ndjson": ("Patient", ndjson(PATIENTS)),
+        "observations.ndjson": ("Observation", ndjson(OBSERVATIONS)),
+    }
+    return ExportServer(httpserver, files, **kwargs)
+
+
+def http_for(httpserver: HTTPServer, auth: Any = None) -> FhirHttp:
+    return FhirHttp(httpserver.url_for("/fhir"), auth=auth, settings=FAST)
+
+
+def bulk(httpserver: HTTPServer, cache: Path, sleeps: list[float] | None = None, **kwargs: Any) -> BulkSource:
+    kwargs.setdefault("request", REQUEST)
+    request = kwargs.pop("request")
+    auth = kwargs.pop("auth", None)
+    sleep = sleeps.append if sleeps is not None else _no_sleep
+    return BulkSource(http_for(httpserver, auth), request, cache, sleep=sleep, **kwargs)
+
+
+def _no_sleep(seconds: float) -> None:
+    pass
+
+
+def read(source: BulkSource) -> tuple[list[Item], list[RunError]]:
+    items: list[Item] = []
+    errors: list[RunError] = []
+    for thing in source.read():
+        if isinstance(thing, RunError):
+            errors.append(thing)
+        else:
+            items.append(thing)
+    return items, errors
+
+
+def ids(items: list[Item]) -> list[str]:
+    return sorted(f"{i.resource['resourceType']}/{i.resource['id']}" for i in items)
+
+
+EVERYTHING = sorted([f"Patient/{p['id']}" for p in PATIENTS] + [f"Observation/{o['id']}" for o in OBSERVATIONS])
+
+
+class StaticAuth:
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": "Bearer secret-token"}
+
+    def invalidate(self) -> None:
+        pass
+
+
+# -- the happy path, with waiting ------------------------------------------------------------
+
+
+def test_polls_with_retry_after_then_reads_every_file(httpserver: HTTPServer, tmp_path: Path) -> None:
+    server = standard_export(httpserver, pending=2)
+    sleeps: list[float] = []
+
+    items, errors = read(bulk(httpserver, tmp_path, sleeps))
+
+    assert errors == []
+    assert ids(items) == EVERYTHING
+    assert sleeps == [7.0, 7.0]  # Retry-After honoured, through the injected sleep
+    kick_offs = server.requests_to(KICK_OFF)
+    assert len(kick_offs) == 1
+    assert kick_offs[0].headers.get("Prefer") == "respond-async"
+    assert kick_offs[0].args.get("_type") == "Patient,Observation"
+    assert len(server.requests_to(STATUS)) == 3 + 1  # two 202s, the manifest, and the DELETE
+    assert server.requests_to(STATUS)[-1].method == "DELETE"
+
+
+@pytest.mark.parametrize("requires_token", [True, False])
+def test_files_carry_the_token_only_when_the_manifest_requires_it(
+    httpserver: HTTPServer, tmp_path: Path, requires_token: bool
+) -> None:
+    server = standard_export(httpserver, requires_token=requires_token)
+
+    items, errors = read(bulk(httpserver, tmp_path, auth=StaticAuth()))
+
+    assert (ids(items), errors) == (EVERYTHING, [])
+    assert server.requests_to(KICK_OFF)[0].headers.get("Authorization") == "Bearer secret-token"
+    file_requests = server.requests_to("/files/patients.ndjson") + server.requests_to("/files/observations.ndjson")
+    assert len(file_requests) == 2
+    expected = "Bearer secret-token" if requires_token else None
+    assert [r.headers.get("Authorization") for r in file_requests] == [expected, expected]
+
+
+# -- resume and reuse ------------------------------------------------------------------
+
+
+def test_a_half_downloaded_file_is_resumed_with_a_range_request(httpserver: HTTPServer, tmp_path: Path) -> None:
+    full = ndjson(OBSERVATIONS)
+    have = len(full) // 2 + 3  # mid-line
+    seen_ranges: list[str | None] = []
+
+    def observations_from_range(request: Request) -> Response:
+        seen_ranges.append(request.headers.get("Range"))
+        if request.headers.get("Range") != f"bytes={have}-":
+            return Response(full, status=200)
+        return Response(full[have:], status=206, headers={"Content-Range": f"bytes {have}-{len(full) - 1}/{len(full)}"})
+
+    httpserver.expect_request("/files/observations.ndjson").respond_with_handler(observations_from_range)
+    server = standard_export(httpserver)
+    source = bulk(httpserver, tmp_path)
+    files = source.folder / "files"
+    files.mkdir(parents=True)
+    # an earlier run: the job finished, the Patient file arrived, the Observation file was cut off
+    (source.folder / "job.json").write_bytes(
+        orjson.dumps({"status_url": httpserver.url_for(STATUS), "manifest": server.manifest})
+    )
+    (files / "Patient.0000.ndjson").write_bytes(ndjson(PATIENTS))
+    (files / "Observation.0001.part").write_bytes(full[:have])
+
+    items, errors = read(source)
+
+    assert errors == []
+    assert ids(items) == EVERYTHING
+    assert seen_ranges == [f"bytes={have}-"]
+    assert (files / "Observation.0001.ndjson").read_bytes() == full
+    assert not (files / "Observation.0001.part").exists()
+    assert server.requests_to(KICK_OFF) == []  # the job was not started again
+    assert server.requests_to("/files/patients.ndjson") == []  # a finished file is not fetched again
+
+
+def cut_off(body: bytes) -> Response:
+    """Announce the whole body, send half of it, and close: a download cut off in transit."""
+    response = Response(body[: len(body) // 2], headers={"Connection": "close"})
+    response.headers["Content-Length"] = str(len(body))  # set after the body, which sets its own
+    return response
+
+
+def test_a_download_cut_off_in_transit_recovers_or_is_an_error(httpserver: HTTPServer, tmp_path: Path) -> None:
+    full = ndjson(OBSERVATIONS)
+    httpserver.expect_oneshot_request("/files/observations.ndjson").respond_with_response(cut_off(full))
+    server = standard_export(httpserver)
+
+    items, errors = read(bulk(httpserver, tmp_path))
+
+    url = server.file_url("observations.ndjson")
+    recovered = errors == [] and ids(items) == EVERYTHING
+    recorded = [(e.source, e.patient_id, e.resource_type) for e in errors] == [(url, ALL_PATIENTS, "Observation")]
+    assert recovered or recorded
+
+
+def test_a_finished_export_is_reused_without_contacting_the_server(httpserver: HTTPServer, tmp_path: Path) -> None:
+    standard_export(httpserver)
+    first_items, first_errors = read(bulk(httpserver, tmp_path))
+    requests_before = len(httpserver.log)
+
+    again_items, again_errors = read(bulk(httpserver, tmp_path))
+
+    assert (first_errors, again_errors) == ([], [])
+    assert [i.resource for i in again_items] == [i.resource for i in first_items]
+    assert ids(again_items) == EVERYTHING
+    assert len(httpserver.log) == requests_before
+
+
+def test_reuse_false_starts_a_new_export(httpserver: HTTPServer, tmp_path: Path) -> None:
+    server = standard_export(httpserver)
+    read(bulk(httpserver, tmp_path))
+    assert len(server.requests_to(KICK_OFF)) == 1
+    # the server's data changed since
+    httpserver.clear()
+    newer = [observation("o4", "p2")]
+    ExportServer(
+        httpserver,
+        {"patients.ndjson": ("Patient", ndjson(PATIENTS)), "observations.ndjson": ("Observation", ndjson(newer))},
+    )
+
+    items, errors = read(bulk(httpserver, tmp_path, reuse=False))
+
+    assert errors == []
+    assert len(server.requests_to(KICK_OFF)) == 1  # a new kick-off (the log was cleared above)
+    assert ids(items) == ["Observation/o4", "Patient/p1", "Patient/p2"]
+
+
+# -- files that fail ---------------------------------------------------------------------
+
+
+def test_a_file_that_always_fails_is_an_error_and_the_other_files_are_read(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    httpserver.expect_request("/files/observations.ndjson").respond_with_data("storage down", status=500)
+    server = standard_export(httpserver)
+
+    items, errors = read(bulk(httpserver, tmp_path))
+
+    assert ids(items) == ["Patient/p1", "Patient/p2"]
+    url = server.file_url("observations.ndjson")
+    assert [(e.source, e.patient_id, e.resource_type) for e in errors] == [(url, ALL_PATIENTS, "Observation")]
+    assert "500" in errors[0].message
+    assert len(server.requests_to("/files/observations.ndjson")) == FAST.retries + 1
+
+
+def test_a_file_failing_once_is_retried_and_read(httpserver: HTTPServer, tmp_path: Path) -> None:
+    httpserver.expect_oneshot_request("/files/observations.ndjson").respond_with_data("busy", status=503)
+    server = standard_export(httpserver)
+
+    items, errors = read(bulk(httpserver, tmp_path))
+
+    assert (ids(items), errors) == (EVERYTHING, [])
+    assert len(server.requests_to("/files/observations.ndjson")) == 2
+
+
+def test_a_file_that_failed_is_not_forgotten_by_the_next_run(httpserver: HTTPServer, tmp_path: Path) -> None:
+    httpserver.expect_request("/files/observations.ndjson").respond_with_data("storage down", status=500)
+    standard_export(httpserver)
+    _, first_errors = read(bulk(httpserver, tmp_path))
+    assert len(first_errors) == 1
+    httpserver.clear()
+    standard_export(httpserver)  # the storage is back
+
+    items, errors = read(bulk(httpserver, tmp_path))
+
+    # either the missing file is fetched now, or the loss is reported again
+    assert ids(items) == EVERYTHING or [e.resource_type for e in errors] == ["Observation"]
+
+
+def test_an_error_file_in_the_manifest_becomes_an_error_quoting_its_diagnostics(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    lines = ndjson([outcome("Observation/o9 could not be exported: value too large")])
+    server = standard_export(httpserver, error_files={"errors.ndjson": lines})
+
+    items, errors = read(bulk(httpserver, tmp_path))
+
+    assert ids(items) == EVERYTHING
+    assert len(errors) == 1
+    assert errors[0].source == server.file_url("errors.ndjson")
+    assert "Observation/o9 could not be exported: value too large" in errors[0].message
+
+
+def test_an_export_the_server_reports_as_incomplete_makes_lab_results_unknown(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    trial = load_trial(CRITERIA / "nct07183761.yaml")
+    hba1c_8 = {
+        **observation("a1", "p1"),
+        "code": {"coding": [{"system": "http://loinc.org", "code": "4548-4"}]},
+        "effectiveDateTime": "2025-05-01",
+        "valueQuantity": {"value": 8.0, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"},
+    }
+    files = {"patients.ndjson": ("Patient", ndjson([patient("p1")])), "labs.ndjson": ("Observation", ndjson([hba1c_8]))}
+    lines = ndjson([outcome("Observation export failed for some resources")])
+    ExportServer(httpserver, files, error_files={"errors.ndjson": lines})
+    as_of = date(2025, 6, 1)
+
+    result = evaluate_source(trial, bulk(httpserver, tmp_path), as_of, "test export")
+
+    assert len(result.errors) == 1
+    hba1c = next(c for c in result.patients[0].criteria if c.id == "hba1c_over_12")
+    # 8 % read, but a later HbA1c may be among what the server failed to export
+    assert hba1c.result is Result.UNKNOWN
+
+
+def test_an_unreadable_error_file_line_is_itself_an_error(httpserver: HTTPServer, tmp_path: Path) -> None:
+    lines = ndjson([outcome("first problem")]) + b'{"resourceType": "OperationOut\n'
+    standard_export(httpserver, error_files={"errors.ndjson": lines})
+
+    items, errors = read(bulk(httpserver, tmp_path))
+
+    assert ids(items) == EVERYTHING
+    assert len(errors) == 2
+    assert "first problem" in errors[0].message
+
+
+# -- an export that cannot start or finish --------------------------------------------------
+
+
+def test_a_refused_kick_off_raises_with_the_servers_diagnostics(httpserver: HTTPServer, tmp_path: Path) -> None:
+    httpserver.expect_request(KICK_OFF).respond_with_json(
+        outcome("_typeFilter is not supported"), status=400, content_type="application/fhir+json"
+    )
+
+    with pytest.raises(FetchError, match="_typeFilter is not supported") as raised:
+        read(bulk(httpserver, tmp_path))
+
+    assert "400" in str(raised.value)
+    assert raised.value.url.startswith(httpserver.url_for(KICK_OFF))
+
+
+def test_an_export_that_never_finishes_raises_after_max_wait(httpserver: HTTPServer, tmp_path: Path) -> None:
+    httpserver.expect_request(KICK_OFF).respond_with_response(
+        Response(status=202, headers={"Content-Location": httpserver.url_for(STATUS)})
+    )
+    httpserver.expect_request(STATUS).respond_with_response(
+        Response(status=202, headers={"Retry-After": "7", "X-Progress": "10%"})
+    )
+    sleeps: list[float] = []
+
+    with pytest.raises(FetchError, match="not finished") as raised:
+        read(bulk(httpserver, tmp_path, sleeps, max_wait=20))
+
+    assert sleeps == [7.0, 7.0]  # a third wait would pass max_wait
+    assert raised.value.url == httpserver.url_for(STATUS)
+
+
+def test_an_export_job_the_server_reports_as_failed_raises_with_its_diagnostics(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    httpserver.expect_request(KICK_OFF).respond_with_response(
+        Response(status=202, headers={"Content-Location": httpserver.url_for(STATUS)})
+    )
+    httpserver.expect_request(STATUS).respond_with_json(outcome("export job ran out of disk"), status=500)
+
+    with pytest.raises(FetchError, match="export job ran out of disk"):
+        read(bulk(httpserver, tmp_path))
+
+
+def test_a_truncated_manifest_is_fetched_again(httpserver: HTTPServer, tmp_path: Path) -> None:
+    server = standard_export(httpserver)
+    text = json.dumps(server.manifest)
+    httpserver.clear_all_handlers()
+    # the first status answer is the manifest cut in half (oneshot handlers win over permanent ones)
+    httpserver.expect_oneshot_request(STATUS, method="GET").respond_with_data(text[: len(text) // 2])
+    standard_export(httpserver)
+
+    items, errors = read(bulk(httpserver, tmp_path))
+
+    assert (ids(items), errors) == (EVERYTHING, [])
+
+
+# -- Medications a Patient-level export leaves out --------------------------------------------
+
+
+def medication_export(httpserver: HTTPServer) -> ExportServer:
+    return ExportServer(
+        httpserver,
+        {
+            "patients.ndjson": ("Patient", ndjson(PATIENTS)),
+            "requests.ndjson": (
+                "MedicationRequest",
+                ndjson(
+                    [
+                        medication_request("r1", "p1", "m1"),
+                        medication_request("r2", "p2", "m2"),
+                        medication_request("r3", "p2", "m3"),
+                    ]
+                ),
+            ),
+            "medications.ndjson": ("Medication", ndjson([medication("m1")])),
+        },
+    )
+
+
+MEDICATION_REQUEST = BulkRequest(level="Patient", types=("Medication", "MedicationRequest", "Patient"))
+
+
+def test_medications_missing_from_the_export_are_fetched_by_id(httpserver: HTTPServer, tmp_path: Path) -> None:
+    httpserver.expect_request("/fhir/Medication").respond_with_json(
+        searchset([medication("m2"), medication("m3")]), content_type="application/fhir+json"
+    )
+    server = medication_export(httpserver)
+
+    items, errors = read(bulk(httpserver, tmp_path, request=MEDICATION_REQUEST))
+
+    assert errors == []
+    assert [i for i in ids(items) if i.startswith("Medication/")] == ["Medication/m1", "Medication/m2", "Medication/m3"]
+    searched = server.requests_to("/fhir/Medication")
+    assert len(searched) == 1
+    assert searched[0].args.get("_id") == "m2,m3"  # only the missing ones
+
+
+def test_a_failed_medication_fetch_is_an_error(httpserver: HTTPServer, tmp_path: Path) -> None:
+    httpserver.expect_request("/fhir/Medication").respond_with_json(outcome("nope"), status=500)
+    medication_export(httpserver)
+
+    items, errors = read(bulk(httpserver, tmp_path, request=MEDICATION_REQUEST))
+
+    assert "MedicationRequest/r2" in ids(items)
+    assert len(errors) == 1
+    assert errors[0].source.startswith(httpserver.url_for("/fhir/Medication"))
+    assert "nope" in errors[0].message
+
+
+def test_medication_search_pages_are_followed(httpserver: HTTPServer, tmp_path: Path) -> None:
+    page2 = httpserver.url_for("/fhir/Medication") + "?_page=2"
+    httpserver.expect_request("/fhir/Medication", query_string="_page=2").respond_with_json(
+        searchset([medication("m3")])
+    )
+    httpserver.expect_request("/fhir/Medication").respond_with_json(searchset([medication("m2")], page2))
+    medication_export(httpserver)
+
+    items, errors = read(bulk(httpserver, tmp_path, request=MEDICATION_REQUEST))
+
+    assert errors == []
+    assert "Medication/m3" in ids(items)
+
+
+def test_a_broken_line_in_the_medication_file_is_an_error_not_a_crash(httpserver: HTTPServer, tmp_path: Path) -> None:
+    httpserver.expect_request("/fhir/Medication").respond_with_json(searchset([medication("m2"), medication("m3")]))
+    ExportServer(
+        httpserver,
+        {
+            "patients.ndjson": ("Patient", ndjson(PATIENTS)),
+            "requests.ndjson": ("MedicationRequest", ndjson([medication_request("r1", "p1", "m1")])),
+            "medications.ndjson": ("Medication", ndjson([medication("m1")]) + b'{"resourceType": "Medic\n'),
+        },
+    )
+
+    items, errors = read(bulk(httpserver, tmp_path, request=MEDICATION_REQUEST))
+
+    assert "Medication/m1" in ids(items)
+    assert len(errors) == 1
+    assert errors[0].source.endswith(":2")

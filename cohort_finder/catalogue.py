@@ -153,6 +153,8 @@ class Catalogue:
                 fact = replace(fact, patient_id=pid)
             by_patient[pid].append(fact)
         for (rtype, rid), (ref, origin) in self.other_refs.items():
+            if (rtype, rid) in self.facts:
+                continue  # reported with the facts above
             key = self.full_urls.get(ref, ref) if ref.startswith("urn:") else ref_key(ref)
             unresolved = key.startswith("urn:")  # a fullUrl no resource in the source carries
             if unresolved or (key.startswith("Patient/") and key.removeprefix("Patient/") not in self.patients):

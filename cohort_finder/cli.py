@@ -15,6 +15,7 @@ import click
 
 from . import __version__
 from .criteria import load_trial
+from .engines import ENGINES, get_engine
 from .errors import CohortFinderError, UsageError
 from .pipeline import run as run_pipeline
 from .settings import load_settings
@@ -97,6 +98,14 @@ mappings_option = click.option(
     help="Bulk: folder that keeps exports for re-runs [default: ~/.cache/cohort-finder/bulk].",
 )
 @click.option("--refresh", is_flag=True, help="Bulk: export again even if a finished export is cached.")
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", *ENGINES]),
+    default="auto",
+    show_default=True,
+    help="Who does the reduce step: duckdb (default for folders and Bulk caches), spark, or python.",
+)
+@click.option("--spark-master", default=None, help="Spark master URL for --engine spark [default: local[*]].")
 def run(
     criteria_path: Path,
     source: str,
@@ -109,6 +118,8 @@ def run(
     since: str | None,
     cache_dir: Path | None,
     refresh: bool,
+    engine: str,
+    spark_master: str | None,
 ) -> None:
     """Evaluate every patient in SOURCE against a trial's criteria.
 
@@ -124,7 +135,15 @@ def run(
             server = ServerOptions(
                 settings, bulk, group, since, refresh=refresh, **({"cache": cache_dir} if cache_dir else {})
             )
-        summary = run_pipeline(trial, open_source(source, trial, reference, server), reference, out_dir, source)
+        chosen = engine if engine != "auto" else ("python" if is_server(source) and bulk is False else "duckdb")
+        summary = run_pipeline(
+            trial,
+            open_source(source, trial, reference, server),
+            reference,
+            out_dir,
+            source,
+            get_engine(chosen, spark_master),
+        )
     except CohortFinderError as exc:
         _fail(exc)
         return

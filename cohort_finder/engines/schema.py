@@ -1,0 +1,164 @@
+"""The one logical definition of the reduce step, shared by every SQL engine.
+
+- COLUMNS: the FHIR fields `facts.py` reads, with their types. Engines read NDJSON with exactly
+  these columns (no schema inference: faster, and a line whose field has the wrong type fails
+  the read instead of being silently nulled; that file is then read by the Python reader,
+  which names the bad line).
+- reduce_sql(): the query that keeps Patients, Medications and the clinical rows whose codes
+  (or, for medications, ingredient names) the trial uses, written once in DuckDB's dialect;
+  Spark runs the same text transpiled by sqlglot. It is a coarse filter (ICD-10 by
+  three-character category, names by regular expression): the Python rules match precisely.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..criteria import Trial
+from ..reduce import trial_codes
+from ..terminology import ICD10_SYSTEMS
+
+_CODING = "STRUCT(system VARCHAR, code VARCHAR, display VARCHAR)"
+_CONCEPT = f"STRUCT(coding {_CODING}[], text VARCHAR)"
+_QUANTITY = "STRUCT(value DOUBLE, comparator VARCHAR, unit VARCHAR, code VARCHAR)"
+_REF = "STRUCT(reference VARCHAR)"
+_PERIOD = 'STRUCT("start" VARCHAR, "end" VARCHAR)'
+_DURATION = "STRUCT(value DOUBLE, unit VARCHAR, code VARCHAR)"
+
+COLUMNS: dict[str, str] = {
+    "resourceType": "VARCHAR",
+    "id": "VARCHAR",
+    "meta": "STRUCT(lastUpdated VARCHAR)",
+    "status": "VARCHAR",
+    "intent": "VARCHAR",
+    "subject": _REF,
+    "patient": _REF,
+    "code": _CONCEPT,
+    "clinicalStatus": _CONCEPT,
+    "verificationStatus": _CONCEPT,
+    "onsetDateTime": "VARCHAR",
+    "onsetPeriod": _PERIOD,
+    "onsetString": "VARCHAR",
+    "recordedDate": "VARCHAR",
+    "abatementDateTime": "VARCHAR",
+    "abatementPeriod": _PERIOD,
+    "abatementString": "VARCHAR",
+    "abatementBoolean": "BOOLEAN",
+    "abatementAge": "JSON",
+    "abatementRange": "JSON",
+    "effectiveDateTime": "VARCHAR",
+    "effectivePeriod": _PERIOD,
+    "issued": "VARCHAR",
+    "valueQuantity": _QUANTITY,
+    "valueCodeableConcept": _CONCEPT,
+    "valueString": "VARCHAR",
+    "referenceRange": f"STRUCT(high {_QUANTITY})[]",
+    "performedDateTime": "VARCHAR",
+    "performedPeriod": _PERIOD,
+    "medicationCodeableConcept": _CONCEPT,
+    "medicationReference": _REF,
+    "authoredOn": "VARCHAR",
+    "dispenseRequest": (
+        f"STRUCT(validityPeriod {_PERIOD}, expectedSupplyDuration {_DURATION}, numberOfRepeatsAllowed INTEGER)"
+    ),
+    "contained": "JSON",
+    "gender": "VARCHAR",
+    "birthDate": "VARCHAR",
+    "deceasedBoolean": "BOOLEAN",
+    "deceasedDateTime": "VARCHAR",
+    "name": "STRUCT(given VARCHAR[], family VARCHAR, text VARCHAR)[]",
+}
+
+CLINICAL = ("Condition", "Observation", "MedicationStatement", "MedicationRequest", "Procedure")
+
+
+@dataclass(frozen=True, slots=True)
+class ReduceTables:
+    """The trial's codes as rows, for equi-joins every engine can do."""
+
+    codes: list[tuple[str, str]]  # (system, code), exact
+    icd_categories: list[str]  # three-character ICD-10 categories covering prefixes and ranges
+    name_pattern: str | None  # medication ingredient names, lower case, \b-bounded alternation
+
+
+def _categories(lo: str, hi: str) -> list[str]:
+    """Every category from lo to hi compared as text, e.g. O00-O9A: O00..O99, O9A."""
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    out = []
+    for letter in alphabet[10:]:
+        for second in alphabet[:10]:
+            for third in alphabet:
+                category = f"{letter}{second}{third}"
+                if lo <= category <= hi:
+                    out.append(category)
+    return out
+
+
+def reduce_tables(trial: Trial) -> ReduceTables:
+    codes = trial_codes(trial)
+    icd = {p[:3] for p in codes.codes.icd10_prefixes}
+    for lo, hi in codes.codes.icd10_ranges:
+        icd.update(_categories(lo, hi))
+    exact = set(codes.codes.exact)
+    names: set[str] = set()
+    for meds in codes.medications:
+        for ingredient in meds.ingredients:
+            exact |= ingredient.codes
+            names.update(n.lower() for n in ingredient.names)
+        exact |= set(meds.products)
+    pattern = r"\b(" + "|".join(re.escape(n) for n in sorted(names)) + r")\b" if names else None
+    return ReduceTables(sorted(exact), sorted(icd), pattern)
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def reduce_sql(tables: ReduceTables) -> str:
+    """Kept rows of the view `resources` (COLUMNS plus `filename`), joined against the tables
+    `trial_codes(system, code)` and `trial_icd(category)`. DuckDB dialect."""
+    icd_systems = ", ".join(_sql_text(s) for s in sorted(ICD10_SYSTEMS))
+    name_match = "FALSE"
+    if tables.name_pattern:
+        # the concept as text holds its `text` and every coding's display (and harmless URLs)
+        name_match = (
+            f"regexp_matches(lower(CAST(r.medicationCodeableConcept AS VARCHAR)), {_sql_text(tables.name_pattern)})"
+        )
+    clinical = ", ".join(_sql_text(t) for t in CLINICAL)
+    return f"""
+WITH codings AS (
+  SELECT r.filename, r.resourceType, r.id, c.system AS system, c.code AS code
+  FROM resources AS r, UNNEST(list_concat(
+    coalesce(r.code.coding, []), coalesce(r.valueCodeableConcept.coding, []),
+    coalesce(r.medicationCodeableConcept.coding, []))) AS t(c)
+  WHERE r.resourceType IN ({clinical})
+), matched AS (
+  SELECT k.filename, k.resourceType, k.id FROM codings AS k
+  JOIN trial_codes AS tc ON k.system = tc.system AND k.code = tc.code
+  UNION
+  SELECT k.filename, k.resourceType, k.id FROM codings AS k
+  JOIN trial_icd AS ti ON substr(upper(replace(k.code, '.', '')), 1, 3) = ti.category
+  WHERE k.system IN ({icd_systems})
+)
+SELECT r.* FROM resources AS r
+WHERE r.resourceType IN ('Patient', 'Medication')
+   OR r.medicationReference.reference IS NOT NULL
+   OR r.contained IS NOT NULL
+   OR ({name_match})
+   OR EXISTS (SELECT 1 FROM matched AS m
+              WHERE m.filename = r.filename AND m.resourceType = r.resourceType AND m.id = r.id)
+"""
+
+
+def references_sql() -> str:
+    """Patient references that are not literally `Patient/<id>` of a known patient (table
+    `known_patients(ref)`): orphans, and absolute URLs the caller checks precisely. Bulk
+    exports write relative references, so this is usually empty."""
+    return """
+SELECT r.filename, r.resourceType, r.id, coalesce(r.subject.reference, r.patient.reference) AS ref
+FROM resources AS r
+WHERE coalesce(r.subject.reference, r.patient.reference) IS NOT NULL
+  AND r.resourceType NOT IN ('Patient', 'Medication')
+  AND coalesce(r.subject.reference, r.patient.reference) NOT IN (SELECT ref FROM known_patients)
+"""

@@ -1,0 +1,86 @@
+"""Every engine gives identical candidates.json on every fixture and on ../shared/data: the
+same inputs through python (the reference), duckdb and spark."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..e2e import Run, run_trial
+from ..paths import CRITERIA, FIXTURES, SHARED
+
+NCT07 = CRITERIA / "nct07183761.yaml"
+CASES = {
+    "fhir_bundles": (NCT07, FIXTURES / "fhir_bundles", "2026-06-30"),
+    "bad_input": (NCT07, FIXTURES / "bad_input", "2026-06-30"),
+    "nct03036150": (CRITERIA / "nct03036150.yaml", FIXTURES / "nct03036150", "2026-06-30"),
+    "synthea-r4": (NCT07, SHARED / "data" / "synthea-r4", "2021-04-17"),
+    "carebundle-ndjson": (NCT07, SHARED / "data" / "carebundle-ndjson", "2026-01-01"),
+}
+SPARK = pytest.mark.spark
+
+
+def _spark_ready() -> bool:
+    return importlib.util.find_spec("pyspark") is not None and shutil.which("java") is not None
+
+
+ENGINES = [
+    "duckdb",
+    pytest.param("spark", marks=[SPARK, pytest.mark.skipif(not _spark_ready(), reason="needs pyspark and Java")]),
+]
+
+
+def _run(engine: str, case: str, out: Path) -> Run:
+    criteria, source, as_of = CASES[case]
+    if not source.exists():
+        pytest.skip(f"{source} not present")
+    from ..e2e import cohort_finder
+
+    done = cohort_finder(
+        "run",
+        "--engine",
+        engine,
+        "--criteria",
+        str(criteria),
+        "--source",
+        str(source),
+        "--out",
+        str(out),
+        "--as-of",
+        as_of,
+    )
+    return Run(done.returncode, done.stdout, done.stderr, out)
+
+
+def _comparable(run: Run) -> dict[str, Any]:
+    document = run.document
+    document.pop("generated_at")
+    return document
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+    return {case: _run("python", case, tmp_path_factory.mktemp(f"python-{case}")) for case in CASES}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_engine_gives_identical_candidates(reference: dict[str, Run], engine: str, case: str, tmp_path: Path) -> None:
+    expected = reference[case]
+    run = _run(engine, case, tmp_path)
+    assert run.exit_code == expected.exit_code, run.stderr
+    assert _comparable(run) == _comparable(expected)
+
+
+def test_duckdb_reads_only_reduced_rows_into_python(tmp_path: Path) -> None:
+    run = _run("duckdb", "carebundle-ndjson", tmp_path)
+    assert run.exit_code == 0, run.stderr
+    # 4,641 resources in the folder; Python sees the patients and the rows the trial can use
+    assert "duckdb engine:" in run.stderr
+    line = next(l for l in run.stderr.splitlines() if "duckdb engine:" in l)
+    read = int(line.split("engine: ")[1].split(" resources")[0])
+    assert 100 <= read < 2000, line

@@ -1,5 +1,8 @@
 """FHIR resource JSON -> flat fact rows. The only module that knows the shape of FHIR JSON.
 
+A key whose value is null counts as absent everywhere: SQL engines hand over rows with every
+declared column, null where the line had none.
+
 Extraction is deliberately lenient about what it does not need and strict about what it
 does: a field of the wrong type that a rule would read raises FactError, which the pipeline
 records (contract §4) instead of guessing.
@@ -141,7 +144,7 @@ def clinical_fact(resource: dict[str, Any], rtype: str, rid: str, patient: str) 
     if rtype == "Condition":
         onset_period = _obj(resource, "onsetPeriod")
         # abatementBoolean false says "not abated"; any other abatement[x] abates it
-        abated = any(k.startswith("abatement") and resource[k] is not False for k in resource)
+        abated = any(k.startswith("abatement") and v is not None and v is not False for k, v in resource.items())
         abatement = _date(resource.get("abatementDateTime")) or _date(_obj(resource, "abatementPeriod").get("start"))
         return Fact(
             **common,
@@ -167,7 +170,7 @@ def _observation(resource: dict[str, Any]) -> dict[str, Any]:
         or _str(resource.get("issued"))
     )
     out: dict[str, Any] = {"effective": _date(ts), "effective_ts": ts}
-    if "valueQuantity" in resource:
+    if resource.get("valueQuantity") is not None:
         qty = _obj(resource, "valueQuantity")
         out.update(
             value_kind="quantity",
@@ -185,10 +188,10 @@ def _observation(resource: dict[str, Any]) -> dict[str, Any]:
                     ref_high_unit_text=_str(high.get("unit")),
                 )
                 break
-    elif "valueCodeableConcept" in resource:
+    elif resource.get("valueCodeableConcept") is not None:
         codings, _ = codings_of(resource.get("valueCodeableConcept"), "valueCodeableConcept")
         out.update(value_kind="codeable", value_codings=codings)
-    elif any(k.startswith("value") for k in resource):
+    elif any(k.startswith("value") and v is not None for k, v in resource.items()):
         out["value_kind"] = "other"
     return out
 

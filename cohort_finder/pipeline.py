@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from . import units
 from .catalogue import Catalogue
 from .criteria import Trial
 from .engines import Engine, PythonEngine
@@ -61,14 +62,16 @@ def _name_patients(catalogue: Catalogue, errors: list[RunError]) -> tuple[list[R
 def _natural(error: RunError) -> tuple[tuple[int, str, int], ...]:
     """File order, then line and entry numbers as numbers (a.ndjson:9 before a.ndjson:10):
     every engine reads in its own order, the errors come out in one."""
-    return tuple((0, part, 0) if not part.isdigit() else (1, "", int(part))
-                 for part in re.split(r"(\d+)", error.source))
+    return tuple(
+        (0, part, 0) if not part.isdigit() else (1, "", int(part)) for part in re.split(r"(\d+)", error.source)
+    )
 
 
 def evaluate_source(
     trial: Trial, source: Source, as_of: date, source_label: str, engine: Engine | None = None
 ) -> RunResult:
     started = time.monotonic()
+    units.warm_up()
     engine = engine or PythonEngine()
     catalogue = engine.collect(trial, source)
     log.info(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -43,12 +44,28 @@ class AnalyteUnits:
     conversions: tuple[LinearConversion, ...] = ()
 
 
+_REGISTRY_LOCK = threading.Lock()
+
+
 @functools.cache
-def _registry() -> Any:
-    # Building the registry takes ~0.5 s, so it is deferred to the first conversion.
+def _registry_unlocked() -> Any:
     from ucumvert import PintUcumRegistry
 
     return PintUcumRegistry()
+
+
+def _registry() -> Any:
+    # Building the registry takes ~1 s, so it is deferred to the first conversion (or built
+    # by warm_up() while the engine reads the source); the lock keeps it to one build.
+    with _REGISTRY_LOCK:
+        return _registry_unlocked()
+
+
+def warm_up() -> threading.Thread:
+    """Build the UCUM registry in the background (the engine's scan releases the GIL)."""
+    thread = threading.Thread(target=_registry, name="ucum-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def _strip_annotations(code: str) -> str:

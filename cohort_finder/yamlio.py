@@ -28,7 +28,11 @@ class LineList(list[Any]):
     line: int = 0
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when present (mapping files hold thousands of codes); marks work the same
+_Base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[valid-type,misc]
     pass
 
 

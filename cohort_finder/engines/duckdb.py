@@ -12,32 +12,22 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import orjson
 
 from ..catalogue import Catalogue
 from ..criteria import Trial
 from ..model import RunError
 from ..sources.base import Item, Source
 from ..sources.files import read_json, read_ndjson
-from .schema import COLUMNS, reduce_sql, reduce_tables, references_sql
+from .schema import COLUMNS, reduce_sql_single_scan, reduce_tables, references_sql
 
 log = logging.getLogger(__name__)
 _BATCH = 10_000
 _PLACE = "\x00"  # origin of a DuckDB row: file NUL Type/id; turned into file:line only for errors
-
-
-def strip_nulls(value: Any) -> Any:
-    """A row as the resource it came from: columns the line did not have are absent, not null
-    (facts.py tells `valueQuantity` present from absent)."""
-    if isinstance(value, dict):
-        return {k: strip_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [strip_nulls(v) for v in value if v is not None]
-    return value
 
 
 def _columns_sql() -> str:
@@ -57,13 +47,15 @@ class DuckDBEngine:
         if self.memory_limit:
             con.execute(f"SET memory_limit = '{self.memory_limit}'")
         tables = reduce_tables(trial)
-        con.execute("CREATE TEMP TABLE trial_codes (system VARCHAR, code VARCHAR)")
-        if tables.codes:
-            con.executemany("INSERT INTO trial_codes VALUES (?, ?)", tables.codes)
-        con.execute("CREATE TEMP TABLE trial_icd (category VARCHAR)")
-        if tables.icd_categories:
-            con.executemany("INSERT INTO trial_icd VALUES (?)", [(c,) for c in tables.icd_categories])
-        self._reduce = reduce_sql(tables)
+        # lists as parameters: one statement, not thousands of inserts
+        systems = [s for s, _ in tables.codes]
+        codes = [c for _, c in tables.codes]
+        con.execute(
+            "CREATE TEMP TABLE trial_codes AS SELECT unnest($1::VARCHAR[]) AS system, unnest($2::VARCHAR[]) AS code",
+            [systems, codes],
+        )
+        con.execute("CREATE TEMP TABLE trial_icd AS SELECT unnest($1::VARCHAR[]) AS category", [tables.icd_categories])
+        self._reduce_query = reduce_sql_single_scan(tables)
         return con
 
     def _view(self, con: duckdb.DuckDBPyConnection, files: list[Path]) -> None:
@@ -73,15 +65,20 @@ class DuckDBEngine:
             f"columns = {_columns_sql()}, filename = true, format = 'newline_delimited')"
         )
 
-    def _reduce_into_table(self, con: duckdb.DuckDBPyConnection, files: list[Path]) -> list[Path]:
-        """Reduce `files` into the temp table `kept`; return the files DuckDB could not read
-        (found by halving the list, since a failed scan does not say which file failed)."""
+    def _reduce(self, con: duckdb.DuckDBPyConnection, files: list[Path]) -> tuple[list[Item], list[Path]]:
+        """The kept rows of `files` as items, and the files DuckDB could not read as declared
+        (found by halving the list: a failed scan does not say which file failed). Rows are
+        gathered before any reaches the catalogue, so a failed scan leaves nothing half-added."""
         if not files:
-            return []
+            return [], []
         self._view(con, files)
         try:
-            con.execute(f"INSERT INTO kept {self._reduce}")
-            return []
+            cursor = con.execute(self._reduce_query)
+            names = [d[0] for d in cursor.description or []]
+            items: list[Item] = []
+            while batch := cursor.fetchmany(_BATCH):
+                items.extend(self._item(names, row) for row in batch)
+            return items, []
         except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:  # the data, not the query
             if len(files) == 1:
                 log.info(
@@ -89,9 +86,21 @@ class DuckDBEngine:
                     self._name(files[0]),
                     type(exc).__name__,
                 )
-                return files
+                return [], files
             half = len(files) // 2
-            return self._reduce_into_table(con, files[:half]) + self._reduce_into_table(con, files[half:])
+            first, bad_first = self._reduce(con, files[:half])
+            second, bad_second = self._reduce(con, files[half:])
+            return first + second, bad_first + bad_second
+
+    def _item(self, names: list[str], row: tuple[Any, ...]) -> Item:
+        resource = dict(zip(names, row, strict=True))  # nulls stand for absent (facts.py)
+        name = self._names.get(resource["filename"])
+        if name is None:
+            name = self._names[resource["filename"]] = self._name(Path(resource["filename"]))
+        del resource["filename"]
+        if isinstance(resource.get("contained"), str):  # a JSON column arrives as text
+            resource["contained"] = orjson.loads(resource["contained"])
+        return Item(resource, f"{name}{_PLACE}{resource.get('resourceType')}/{resource.get('id')}")
 
     def _name(self, path: Path) -> str:
         return path.name if self.root.is_file() else path.relative_to(self.root).as_posix()
@@ -103,6 +112,7 @@ class DuckDBEngine:
         if folder is None:  # REST streams resources one page at a time: nothing to scan
             return PythonEngine().collect(trial, source)
         self.root = folder.root
+        self._names: dict[str, str] = {}
         files = folder.files()
         ndjson = [f for f in files if f.suffix.lower() == ".ndjson"]
         catalogue = Catalogue()
@@ -112,50 +122,30 @@ class DuckDBEngine:
                 for item in read_json(path, self._name(path)):
                     catalogue.add(item)
         con = self._connect(trial)
-        unreadable: list[Path] = []
-        if ndjson:
-            self._view(con, ndjson[:1])  # binds the columns; nothing is read yet
-            con.execute(f"CREATE TEMP TABLE kept AS SELECT * FROM ({self._reduce}) WHERE FALSE")
-            unreadable = self._reduce_into_table(con, ndjson)
-        odd = self._odd_files(con) if ndjson else set()
-        fallback = sorted(set(unreadable) | {p for p in ndjson if str(p) in odd})
+        items, unreadable = self._reduce(con, ndjson)
+        # a Bundle on a line, or a line without resourceType: the declared columns cannot carry it
+        odd = {i.origin.split(_PLACE)[0] for i in items if i.resource.get("resourceType") in (None, "Bundle")}
+        fallback = sorted(set(unreadable) | {p for p in ndjson if self._name(p) in odd})
         for path in fallback:
             for item in read_ndjson(path, self._name(path)):
                 catalogue.add(item)
+        skip = {self._name(p) for p in fallback}
+        for item in items:
+            if item.origin.split(_PLACE)[0] not in skip:
+                catalogue.add(item)
         readable = [p for p in ndjson if p not in fallback]
         if readable:
-            skip = {str(p) for p in fallback}
-            for item in self._kept_items(con, skip):
-                catalogue.add(item)
             self._orphans(con, catalogue, readable)
         log.info("DuckDB reduced %d NDJSON files (%d read by the Python reader instead)", len(readable), len(fallback))
         con.close()
         return catalogue
 
-    def _odd_files(self, con: duckdb.DuckDBPyConnection) -> set[str]:
-        """Files with lines the declared columns cannot carry: a Bundle, or no resourceType."""
-        rows = con.execute(
-            "SELECT DISTINCT filename FROM kept WHERE resourceType IS NULL OR resourceType = 'Bundle'"
-        ).fetchall()
-        return {str(r[0]) for r in rows}
-
-    def _kept_items(self, con: duckdb.DuckDBPyConnection, skip: set[str]) -> Iterator[Item]:
-        cursor = con.execute("SELECT * FROM kept")
-        names = [d[0] for d in cursor.description or []]
-        while batch := cursor.fetchmany(_BATCH):
-            for row in batch:
-                record = dict(zip(names, row, strict=True))
-                filename = str(record.pop("filename"))
-                if filename in skip:
-                    continue
-                resource = strip_nulls(record)
-                where = f"{self._name(Path(filename))}{_PLACE}{resource.get('resourceType')}/{resource.get('id')}"
-                yield Item(resource, where)
-
     def _orphans(self, con: duckdb.DuckDBPyConnection, catalogue: Catalogue, files: list[Path]) -> None:
         self._view(con, files)
-        con.execute("CREATE OR REPLACE TEMP TABLE known_patients (ref VARCHAR)")
-        con.executemany("INSERT INTO known_patients VALUES (?)", [(f"Patient/{p}",) for p in catalogue.patients])
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE known_patients AS SELECT unnest($1::VARCHAR[]) AS ref",
+            [[f"Patient/{p}" for p in catalogue.patients]],
+        )
         cursor = con.execute(references_sql())
         while batch := cursor.fetchmany(_BATCH):
             for filename, rtype, rid, ref in batch:

@@ -115,39 +115,72 @@ def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def reduce_sql(tables: ReduceTables) -> str:
-    """Kept rows of the view `resources` (COLUMNS plus `filename`), joined against the tables
-    `trial_codes(system, code)` and `trial_icd(category)`. DuckDB dialect."""
-    icd_systems = ", ".join(_sql_text(s) for s in sorted(ICD10_SYSTEMS))
+# -- the reduce query, built from shared pieces ------------------------------------------------
+# One logical definition: keep a row when it is a Patient or a Medication, points at a
+# Medication (its codes live there), names an ingredient, or carries a coding in the trial's
+# codes or ICD-10 categories. Two shapes of the same predicate: DuckDB decorrelates a subquery
+# over the row's own codings (one scan); Spark cannot, so it explodes codings and joins.
+
+
+def _codings(r: str) -> str:
+    return (
+        f"list_concat(coalesce({r}.code.coding, []), coalesce({r}.valueCodeableConcept.coding, []), "
+        f"coalesce({r}.medicationCodeableConcept.coding, []))"
+    )
+
+
+def _always_kept(tables: ReduceTables) -> str:
     name_match = "FALSE"
     if tables.name_pattern:
         # the concept as text holds its `text` and every coding's display (and harmless URLs)
         name_match = (
             f"regexp_matches(lower(CAST(r.medicationCodeableConcept AS VARCHAR)), {_sql_text(tables.name_pattern)})"
         )
-    clinical = ", ".join(_sql_text(t) for t in CLINICAL)
+    return (
+        "r.resourceType IN ('Patient', 'Medication') OR r.medicationReference.reference IS NOT NULL "
+        f"OR r.contained IS NOT NULL OR ({name_match})"
+    )
+
+
+def _coding_matches(c: str) -> str:
+    icd_systems = ", ".join(_sql_text(s) for s in sorted(ICD10_SYSTEMS))
+    return (
+        f"EXISTS (SELECT 1 FROM trial_codes AS tc WHERE tc.system = {c}.system AND tc.code = {c}.code) "
+        f"OR ({c}.system IN ({icd_systems}) AND EXISTS (SELECT 1 FROM trial_icd AS ti "
+        f"WHERE ti.category = substr(upper(replace({c}.code, '.', '')), 1, 3)))"
+    )
+
+
+def _clinical() -> str:
+    return ", ".join(_sql_text(t) for t in CLINICAL)
+
+
+def reduce_sql(tables: ReduceTables) -> str:
+    """Join shape (for Spark, transpiled from this DuckDB text by sqlglot): kept rows of the
+    view `resources` (COLUMNS plus `filename`), with tables `trial_codes(system, code)` and
+    `trial_icd(category)`."""
     return f"""
 WITH codings AS (
-  SELECT r.filename, r.resourceType, r.id, c.system AS system, c.code AS code
-  FROM resources AS r, UNNEST(list_concat(
-    coalesce(r.code.coding, []), coalesce(r.valueCodeableConcept.coding, []),
-    coalesce(r.medicationCodeableConcept.coding, []))) AS t(c)
-  WHERE r.resourceType IN ({clinical})
+  SELECT r.filename, r.resourceType, r.id, c AS c
+  FROM resources AS r, UNNEST({_codings("r")}) AS t(c)
+  WHERE r.resourceType IN ({_clinical()})
 ), matched AS (
-  SELECT k.filename, k.resourceType, k.id FROM codings AS k
-  JOIN trial_codes AS tc ON k.system = tc.system AND k.code = tc.code
-  UNION
-  SELECT k.filename, k.resourceType, k.id FROM codings AS k
-  JOIN trial_icd AS ti ON substr(upper(replace(k.code, '.', '')), 1, 3) = ti.category
-  WHERE k.system IN ({icd_systems})
+  SELECT DISTINCT k.filename, k.resourceType, k.id FROM codings AS k WHERE {_coding_matches("k.c")}
 )
 SELECT r.* FROM resources AS r
-WHERE r.resourceType IN ('Patient', 'Medication')
-   OR r.medicationReference.reference IS NOT NULL
-   OR r.contained IS NOT NULL
-   OR ({name_match})
+WHERE {_always_kept(tables)}
    OR EXISTS (SELECT 1 FROM matched AS m
               WHERE m.filename = r.filename AND m.resourceType = r.resourceType AND m.id = r.id)
+"""
+
+
+def reduce_sql_single_scan(tables: ReduceTables) -> str:
+    """The same predicate in one scan (DuckDB): a subquery over each row's own codings."""
+    return f"""
+SELECT r.* FROM resources AS r
+WHERE {_always_kept(tables)}
+   OR (r.resourceType IN ({_clinical()})
+       AND EXISTS (SELECT 1 FROM (SELECT unnest({_codings("r")}) AS c) AS u WHERE {_coding_matches("u.c")}))
 """
 
 

@@ -131,11 +131,36 @@ def _card(p: PatientResult, texts: dict[str, str]) -> PatientCard:
     )
 
 
+# Above this many excluded patients (a nightly run over a whole hospital), each excluded
+# patient gets one line naming what excludes them, not a full card: the report stays small
+# enough to open, and candidates.json keeps every excluded patient's evidence.
+COMPACT_EXCLUDED = 500
+
+
+def _compact(p: PatientResult) -> PatientCard:
+    deciding = tuple(
+        cr.id
+        for cr in p.criteria
+        if (cr.kind == "inclusion" and cr.result is Result.NOT_MET)
+        or (cr.kind == "exclusion" and cr.result is Result.MET)
+    )
+    return PatientCard(patient=p, rows=(), manual=(), deciding=deciding)
+
+
 def render_html(run: RunResult) -> bytes:
     """report.html bytes (UTF-8), self-contained: inline CSS, no scripts, no external links."""
     texts = {c.id: c.text for c in run.criteria}
+    compact = run.count(Status.EXCLUDED) > COMPACT_EXCLUDED
     sections = [
-        (label, status.value, [_card(p, texts) for p in run.patients if p.status is status])
+        (
+            label,
+            status.value,
+            [
+                _compact(p) if compact and status is Status.EXCLUDED else _card(p, texts)
+                for p in run.patients
+                if p.status is status
+            ],
+        )
         for status, label in _SECTIONS
     ]
     template = _environment().get_template("report.html.j2")

@@ -389,3 +389,16 @@ def test_render_failure_does_not_clobber_outputs(
     with pytest.raises(RuntimeError, match="template bug"):
         write_reports(changed, tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_many_excluded_patients_get_one_line_each(monkeypatch: pytest.MonkeyPatch, run: RunResult) -> None:
+    from cohort_finder.report import html_report
+
+    monkeypatch.setattr(html_report, "COMPACT_EXCLUDED", 0)
+    html = render_html(run).decode()
+    excluded = [p for p in run.patients if p.status is Status.EXCLUDED]
+    assert excluded
+    assert html.count('class="patient compact"') == len(excluded)
+    assert "candidates.json and candidates.csv hold every result" in html
+    # candidates and possibles keep their full cards
+    assert html.count('<details class="patient"') == len(run.patients) - len(excluded)

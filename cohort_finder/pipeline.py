@@ -19,6 +19,7 @@ from .engines import Engine, PythonEngine
 from .evaluate import evaluate_patient
 from .model import ALL_PATIENTS, PatientRecord, RunError, RunResult
 from .reduce import trial_codes
+from .progress import Progress
 from .report import write_reports
 from .sources.base import Source
 
@@ -88,11 +89,13 @@ def evaluate_source(
     codes = trial_codes(trial)
     kept = 0
     patients = []
-    for pid in sorted(by_patient):
-        facts = [f for f in by_patient[pid] if codes.keeps(f)]
-        kept += len(facts)
-        record = PatientRecord(catalogue.patients[pid], facts, incomplete.get(pid, set()))
-        patients.append(evaluate_patient(trial, record, as_of))
+    with Progress(len(by_patient), "patients") as progress:
+        for pid in sorted(by_patient):
+            facts = [f for f in by_patient[pid] if codes.keeps(f)]
+            kept += len(facts)
+            record = PatientRecord(catalogue.patients[pid], facts, incomplete.get(pid, set()))
+            patients.append(evaluate_patient(trial, record, as_of))
+            progress.update()
     log.info(
         "kept %d rows the trial's value sets use; evaluated %d patients in %.2f s",
         kept,

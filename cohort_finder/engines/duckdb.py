@@ -23,7 +23,7 @@ from ..criteria import Trial
 from ..model import RunError
 from ..sources.base import Item, Source
 from ..sources.files import read_json, read_ndjson
-from .schema import COLUMNS, reduce_sql_single_scan, reduce_tables, references_sql
+from .schema import COLUMNS, kept_sql, matched_sql, reduce_tables, references_sql
 
 log = logging.getLogger(__name__)
 _BATCH = 10_000
@@ -48,14 +48,12 @@ class DuckDBEngine:
             con.execute(f"SET memory_limit = '{self.memory_limit}'")
         tables = reduce_tables(trial)
         # lists as parameters: one statement, not thousands of inserts
-        systems = [s for s, _ in tables.codes]
-        codes = [c for _, c in tables.codes]
         con.execute(
-            "CREATE TEMP TABLE trial_codes AS SELECT unnest($1::VARCHAR[]) AS system, unnest($2::VARCHAR[]) AS code",
-            [systems, codes],
+            "CREATE TEMP TABLE trial_tokens AS SELECT unnest($1::VARCHAR[]) AS token",
+            [[f"{system}|{code}" for system, code in tables.codes]],
         )
         con.execute("CREATE TEMP TABLE trial_icd AS SELECT unnest($1::VARCHAR[]) AS category", [tables.icd_categories])
-        self._reduce_query = reduce_sql_single_scan(tables)
+        self._kept_query = kept_sql(tables)
         return con
 
     def _view(self, con: duckdb.DuckDBPyConnection, files: list[Path]) -> None:
@@ -73,7 +71,9 @@ class DuckDBEngine:
             return [], []
         self._view(con, files)
         try:
-            cursor = con.execute(self._reduce_query)
+            # two passes, each streaming: the keys that match (small), then those rows whole
+            con.execute(f"CREATE OR REPLACE TEMP TABLE matched AS {matched_sql()}")
+            cursor = con.execute(self._kept_query)
             names = [d[0] for d in cursor.description or []]
             items: list[Item] = []
             while batch := cursor.fetchmany(_BATCH):

@@ -174,13 +174,28 @@ WHERE {_always_kept(tables)}
 """
 
 
-def reduce_sql_single_scan(tables: ReduceTables) -> str:
-    """The same predicate in one scan (DuckDB): a subquery over each row's own codings."""
+def matched_sql() -> str:
+    """Step 1 of the streaming shape (DuckDB): the keys of clinical rows with a coding in the
+    trial's tokens (`trial_tokens(token)`, `system|code`) or ICD-10 categories. Codings are
+    unnested row by row and tested against small tables, so memory holds the matches only."""
+    icd_systems = ", ".join(_sql_text(s) for s in sorted(ICD10_SYSTEMS))
+    return f"""
+SELECT DISTINCT k.filename || '|' || k.resourceType || '|' || k.id AS key
+FROM (SELECT r.filename, r.resourceType, r.id, unnest({_codings("r")}) AS c
+      FROM resources AS r WHERE r.resourceType IN ({_clinical()})) AS k
+WHERE k.c.system || '|' || k.c.code IN (SELECT token FROM trial_tokens)
+   OR (k.c.system IN ({icd_systems})
+       AND substr(upper(replace(k.c.code, '.', '')), 1, 3) IN (SELECT category FROM trial_icd))
+"""
+
+
+def kept_sql(tables: ReduceTables) -> str:
+    """Step 2: every kept row, whole (`matched(key)` from step 1)."""
     return f"""
 SELECT r.* FROM resources AS r
 WHERE {_always_kept(tables)}
    OR (r.resourceType IN ({_clinical()})
-       AND EXISTS (SELECT 1 FROM (SELECT unnest({_codings("r")}) AS c) AS u WHERE {_coding_matches("u.c")}))
+       AND r.filename || '|' || r.resourceType || '|' || r.id IN (SELECT key FROM matched))
 """
 
 

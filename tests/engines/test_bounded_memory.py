@@ -1,0 +1,86 @@
+"""Bounded memory: with the duckdb engine, rows the trial cannot use never reach Python, so
+peak memory stays flat however many of them the source holds (the python engine, which reads
+everything, grows with them: the control that shows the measurement can fail)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from ..paths import CRITERIA
+
+HEART_RATE = {"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}
+
+
+def _source(folder: Path, noise_per_patient: int) -> Path:
+    folder.mkdir()
+    with (folder / "Patient.ndjson").open("wb") as out:
+        for i in range(50):
+            out.write(
+                orjson.dumps({"resourceType": "Patient", "id": f"p{i}", "gender": "female", "birthDate": "1960-01-01"})
+                + b"\n"
+            )
+    with (folder / "Observation.ndjson").open("wb") as out:
+        for i in range(50):
+            for j in range(noise_per_patient):
+                out.write(
+                    orjson.dumps(
+                        {
+                            "resourceType": "Observation",
+                            "id": f"o{i}-{j}",
+                            "status": "final",
+                            "subject": {"reference": f"Patient/p{i}"},
+                            "code": {"coding": [HEART_RATE]},
+                            "effectiveDateTime": "2026-01-01",
+                            "valueQuantity": {"value": 70 + j % 30, "unit": "/min"},
+                            "note": [{"text": "x" * 200}],
+                        }
+                    )
+                    + b"\n"
+                )
+    return folder
+
+
+def _peak_rss_mb(engine: str, source: Path, out: Path) -> float:
+    exe = Path(sys.executable).parent / "cohort-finder"
+    command = [
+        str(exe),
+        "-q",
+        "run",
+        "--engine",
+        engine,
+        "--criteria",
+        str(CRITERIA / "nct07183761.yaml"),
+        "--source",
+        str(source),
+        "--out",
+        str(out),
+        "--as-of",
+        "2026-06-30",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return usage.ru_maxrss / 1024  # kilobytes on Linux
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("memory")
+    return _source(base / "small", 20), _source(base / "large", 4000)  # 1,000 vs 200,000 rows
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in kilobytes on Linux")
+def test_duckdb_peak_memory_does_not_grow_with_unused_rows(sources: tuple[Path, Path], tmp_path: Path) -> None:
+    small, large = sources
+    assert (large / "Observation.ndjson").stat().st_size > 60_000_000
+    duck_small = _peak_rss_mb("duckdb", small, tmp_path / "ds")
+    duck_large = _peak_rss_mb("duckdb", large, tmp_path / "dl")
+    python_large = _peak_rss_mb("python", large, tmp_path / "pl")
+    assert duck_large - duck_small < 120, (duck_small, duck_large)
+    assert python_large - duck_large > 150, (python_large, duck_large)  # the control grows

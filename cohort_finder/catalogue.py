@@ -102,7 +102,10 @@ class Catalogue:
             return
         if ref is None:
             raise FactError("has no subject reference to a Patient")
-        fact = clinical_fact(res, rtype, rid, ref if ref.startswith("urn:") else ref_key(ref))
+        # `Patient/x` is stored as `x` now, so linking need not rebuild the row; anything
+        # else (urn:uuid, another type) is resolved, or reported, when linking
+        key = ref if ref.startswith("urn:") else ref_key(ref)
+        fact = clinical_fact(res, rtype, rid, key.removeprefix("Patient/") if key.startswith("Patient/") else key)
         if fact.medication_ref and fact.medication_ref.startswith("#"):
             med = contained_medication(res, fact.medication_ref)
             if med is None:
@@ -113,7 +116,10 @@ class Catalogue:
             self.facts[(rtype, rid)] = (fact, item.origin)
 
     def resolve_patient(self, ref: str) -> str | None:
-        """Patient id for a reference, or None when it names something else or nothing."""
+        """Patient id for a reference (or an id already resolved), or None when it names
+        something else or nothing."""
+        if ref in self.patients:
+            return ref
         key = self.full_urls.get(ref, ref) if ref.startswith("urn:") else ref_key(ref)
         if key.startswith("Patient/"):
             return key.removeprefix("Patient/")
@@ -127,10 +133,13 @@ class Catalogue:
         for (rtype, rid), (fact, origin) in self.facts.items():
             pid = self.resolve_patient(fact.patient_id)
             if pid is None or pid not in self.patients:
+                named = (
+                    fact.patient_id
+                    if "/" in fact.patient_id or ":" in fact.patient_id
+                    else f"Patient/{fact.patient_id}"
+                )
                 errors.append(
-                    RunError(
-                        origin, f"{rtype}/{rid} references {fact.patient_id}, which is not a Patient in the source"
-                    )
+                    RunError(origin, f"{rtype}/{rid} references {named}, which is not a Patient in the source")
                 )
                 continue
             if fact.status == _VOID:

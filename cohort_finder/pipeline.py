@@ -8,18 +8,20 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from . import units
 from .catalogue import Catalogue
 from .criteria import Trial
 from .engines import Engine, PythonEngine
 from .evaluate import evaluate_patient
-from .model import ALL_PATIENTS, PatientRecord, RunError, RunResult
-from .reduce import trial_codes
+from .model import ALL_PATIENTS, PatientRecord, PatientResult, RunError, RunResult
 from .progress import Progress
+from .reduce import trial_codes
 from .report import write_reports
 from .sources.base import Source
 
@@ -68,24 +70,37 @@ def _natural(error: RunError) -> tuple[tuple[int, str, int], ...]:
     )
 
 
-def evaluate_source(
-    trial: Trial, source: Source, as_of: date, source_label: str, engine: Engine | None = None
-) -> RunResult:
-    started = time.monotonic()
-    units.warm_up()
-    engine = engine or PythonEngine()
-    catalogue = engine.collect(trial, source)
-    log.info(
-        "%s engine: %d resources read into Python: %d patients, %d clinical resources, %d errors",
-        engine.name,
-        catalogue.resources_read,
-        len(catalogue.patients),
-        len(catalogue.facts),
-        len(catalogue.errors),
-    )
+def name_errors(
+    catalogue: Catalogue, errors: list[RunError], place: Callable[[RunError], RunError] = lambda e: e
+) -> tuple[list[RunError], dict[str, set[str]]]:
+    """Errors placed (file:line), in one natural order, naming their patients; and which
+    patients' data they leave incomplete."""
+    placed = sorted((place(e) for e in errors), key=_natural)
+    return _name_patients(catalogue, placed)
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluated:
+    patients: list[PatientResult]  # sorted by id
+    errors: list[RunError]  # as name_errors gives them
+    kept: int  # rows the trial's value sets use
+
+
+def evaluate_catalogue(
+    trial: Trial,
+    catalogue: Catalogue,
+    as_of: date,
+    place: Callable[[RunError], RunError] = lambda e: e,
+    known_errors: Sequence[RunError] = (),
+) -> Evaluated:
+    """Link, reduce and evaluate every patient of a catalogue: the whole source's (python and
+    duckdb engines), or one patient's (a Spark group). `known_errors`, found outside the
+    catalogue, only mark the data of the patients they name as incomplete."""
     by_patient, link_errors = catalogue.link()
-    placed = sorted((engine.place(e) for e in catalogue.errors + link_errors), key=_natural)
-    errors, incomplete = _name_patients(catalogue, placed)
+    errors, incomplete = name_errors(catalogue, catalogue.errors + link_errors, place)
+    if known_errors:
+        for pid, kinds in _name_patients(catalogue, list(known_errors))[1].items():
+            incomplete.setdefault(pid, set()).update(kinds)
     codes = trial_codes(trial)
     kept = 0
     patients = []
@@ -96,10 +111,40 @@ def evaluate_source(
             record = PatientRecord(catalogue.patients[pid], facts, incomplete.get(pid, set()))
             patients.append(evaluate_patient(trial, record, as_of))
             progress.update()
+    return Evaluated(patients, errors, kept)
+
+
+@runtime_checkable
+class EvaluatingEngine(Protocol):
+    """An engine that evaluates where the rows are (spark: per patient on the cluster) and
+    hands back the results and the errors, as evaluate_catalogue gives them."""
+
+    def evaluate(self, trial: Trial, source: Source, as_of: date) -> Evaluated: ...
+
+
+def evaluate_source(
+    trial: Trial, source: Source, as_of: date, source_label: str, engine: Engine | None = None
+) -> RunResult:
+    started = time.monotonic()
+    units.warm_up()
+    engine = engine or PythonEngine()
+    if isinstance(engine, EvaluatingEngine):
+        done = engine.evaluate(trial, source, as_of)
+    else:
+        catalogue = engine.collect(trial, source)
+        log.info(
+            "%s engine: %d resources read into Python: %d patients, %d clinical resources, %d errors",
+            engine.name,
+            catalogue.resources_read,
+            len(catalogue.patients),
+            len(catalogue.facts),
+            len(catalogue.errors),
+        )
+        done = evaluate_catalogue(trial, catalogue, as_of, engine.place)
     log.info(
         "kept %d rows the trial's value sets use; evaluated %d patients in %.2f s",
-        kept,
-        len(patients),
+        done.kept,
+        len(done.patients),
         time.monotonic() - started,
     )
     return RunResult(
@@ -109,8 +154,8 @@ def evaluate_source(
         source=source_label,
         generated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         criteria=tuple(c.info for c in trial.criteria),
-        patients=tuple(patients),
-        errors=tuple(errors),
+        patients=tuple(done.patients),
+        errors=tuple(done.errors),
     )
 
 

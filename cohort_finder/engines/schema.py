@@ -137,7 +137,10 @@ def _always_kept(tables: ReduceTables) -> str:
             f"regexp_matches(lower(CAST(r.medicationCodeableConcept AS VARCHAR)), {_sql_text(tables.name_pattern)})"
         )
     return (
-        "r.resourceType IN ('Patient', 'Medication') OR r.medicationReference.reference IS NOT NULL "
+        # a line without resourceType, or a Bundle on a line, is kept so that the engine sees it
+        # and hands that file to the Python reader (which names the line, or opens the Bundle)
+        "r.resourceType IS NULL OR r.resourceType IN ('Patient', 'Medication', 'Bundle') "
+        "OR r.medicationReference.reference IS NOT NULL "
         f"OR r.contained IS NOT NULL OR ({name_match})"
     )
 

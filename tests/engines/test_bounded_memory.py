@@ -81,6 +81,11 @@ def test_duckdb_peak_memory_does_not_grow_with_unused_rows(sources: tuple[Path, 
     assert (large / "Observation.ndjson").stat().st_size > 60_000_000
     duck_small = _peak_rss_mb("duckdb", small, tmp_path / "ds")
     duck_large = _peak_rss_mb("duckdb", large, tmp_path / "dl")
+    python_small = _peak_rss_mb("python", small, tmp_path / "ps")
     python_large = _peak_rss_mb("python", large, tmp_path / "pl")
-    assert duck_large - duck_small < 120, (duck_small, duck_large)
-    assert python_large - duck_large > 150, (python_large, duck_large)  # the control grows
+    duck_growth, python_growth = duck_large - duck_small, python_large - python_small
+    # 200x the rows (97 MB): the python engine holds every row (+~240 MB); DuckDB's scan buffers
+    # add a bounded amount (~75 MB here; ~85 MB at 4x this size, measured by hand)
+    numbers = (python_small, python_large, duck_small, duck_large)
+    assert python_growth > 150, numbers
+    assert duck_growth < python_growth / 2, numbers

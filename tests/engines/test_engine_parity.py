@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ..e2e import Run, run_trial
+from ..e2e import Run
 from ..paths import CRITERIA, FIXTURES, SHARED
 
 NCT07 = CRITERIA / "nct07183761.yaml"
@@ -81,6 +81,6 @@ def test_duckdb_reads_only_reduced_rows_into_python(tmp_path: Path) -> None:
     assert run.exit_code == 0, run.stderr
     # 4,641 resources in the folder; Python sees the patients and the rows the trial can use
     assert "duckdb engine:" in run.stderr
-    line = next(l for l in run.stderr.splitlines() if "duckdb engine:" in l)
+    line = next(text for text in run.stderr.splitlines() if "duckdb engine:" in text)
     read = int(line.split("engine: ")[1].split(" resources")[0])
     assert 100 <= read < 2000, line

@@ -151,6 +151,8 @@ def render_html(run: RunResult) -> bytes:
     """report.html bytes (UTF-8), self-contained: inline CSS, no scripts, no external links."""
     texts = {c.id: c.text for c in run.criteria}
     compact = run.count(Status.EXCLUDED) > COMPACT_EXCLUDED
+    # contract §4: a patient whose data could not all be read is named, here too
+    incomplete = {e.patient_id for e in run.errors if e.patient_id}
     sections = [
         (
             label,
@@ -164,5 +166,5 @@ def render_html(run: RunResult) -> bytes:
         for status, label in _SECTIONS
     ]
     template = _environment().get_template("report.html.j2")
-    html = template.render(run=run, summary=summary(run), sections=sections)
+    html = template.render(run=run, summary=summary(run), sections=sections, incomplete=incomplete)
     return html.encode("utf-8")

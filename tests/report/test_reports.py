@@ -402,3 +402,10 @@ def test_many_excluded_patients_get_one_line_each(monkeypatch: pytest.MonkeyPatc
     assert "candidates.json and candidates.csv hold every result" in html
     # candidates and possibles keep their full cards
     assert html.count('<details class="patient"') == len(run.patients) - len(excluded)
+
+
+def test_a_patient_whose_data_could_not_be_read_is_marked(run: RunResult) -> None:
+    named = {e.patient_id for e in run.errors if e.patient_id}
+    assert named, "the sample run names a patient in its errors"
+    html = render_html(run).decode()
+    assert html.count("some data could not be read: see Errors") == sum(1 for p in run.patients if p.id in named)

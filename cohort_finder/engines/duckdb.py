@@ -11,7 +11,6 @@ line; JSON Bundles are always read by it (they carry urn:uuid references and are
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +22,11 @@ from ..criteria import Trial
 from ..model import RunError
 from ..sources.base import Item, Source
 from ..sources.files import read_json, read_ndjson
+from .origins import file_of, place, relative_name, row_origin
 from .schema import COLUMNS, kept_sql, matched_sql, reduce_tables, references_sql
 
 log = logging.getLogger(__name__)
 _BATCH = 10_000
-_PLACE = "\x00"  # origin of a DuckDB row: file NUL Type/id; turned into file:line only for errors
 
 
 def _columns_sql() -> str:
@@ -100,10 +99,10 @@ class DuckDBEngine:
         del resource["filename"]
         if isinstance(resource.get("contained"), str):  # a JSON column arrives as text
             resource["contained"] = orjson.loads(resource["contained"])
-        return Item(resource, f"{name}{_PLACE}{resource.get('resourceType')}/{resource.get('id')}")
+        return Item(resource, row_origin(name, resource.get("resourceType"), resource.get("id")))
 
     def _name(self, path: Path) -> str:
-        return path.name if self.root.is_file() else path.relative_to(self.root).as_posix()
+        return relative_name(self.root, path)
 
     def collect(self, trial: Trial, source: Source) -> Catalogue:
         from . import PythonEngine, files_of
@@ -124,14 +123,14 @@ class DuckDBEngine:
         con = self._connect(trial)
         items, unreadable = self._reduce(con, ndjson)
         # a Bundle on a line, or a line without resourceType: the declared columns cannot carry it
-        odd = {i.origin.split(_PLACE)[0] for i in items if i.resource.get("resourceType") in (None, "Bundle")}
+        odd = {file_of(i.origin) for i in items if i.resource.get("resourceType") in (None, "Bundle")}
         fallback = sorted(set(unreadable) | {p for p in ndjson if self._name(p) in odd})
         for path in fallback:
             for item in read_ndjson(path, self._name(path)):
                 catalogue.add(item)
         skip = {self._name(p) for p in fallback}
         for item in items:
-            if item.origin.split(_PLACE)[0] not in skip:
+            if file_of(item.origin) not in skip:
                 catalogue.add(item)
         readable = [p for p in ndjson if p not in fallback]
         if readable:
@@ -150,25 +149,8 @@ class DuckDBEngine:
         while batch := cursor.fetchmany(_BATCH):
             for filename, rtype, rid, ref in batch:
                 if (rtype, rid) not in catalogue.facts and (rtype, rid) not in catalogue.other_refs:
-                    where = f"{self._name(Path(filename))}{_PLACE}{rtype}/{rid}"
+                    where = row_origin(self._name(Path(filename)), rtype, rid)
                     catalogue.other_refs[(rtype, rid)] = (ref, where)
 
     def place(self, error: RunError) -> RunError:
-        """`file:line` for an error about a DuckDB row (found by reading that one file)."""
-        if _PLACE not in error.source:
-            return error
-        name, key = error.source.split(_PLACE, 1)
-        line = locate(self.root / name if not self.root.is_file() else self.root, key)
-        source = f"{name}:{line}" if line else name
-        return RunError(source, error.message, error.patient_id, error.resource_type)
-
-
-def locate(path: Path, key: str) -> int | None:
-    """The line of `path` holding the resource `Type/id`."""
-    rtype, rid = key.split("/", 1)
-    pattern = re.compile(rb'"id"\s*:\s*"' + re.escape(rid.encode()) + rb'"')
-    with path.open("rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            if pattern.search(line) and f'"{rtype}"'.encode() in line:
-                return number
-    return None
+        return place(self.root, error)

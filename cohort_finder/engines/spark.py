@@ -12,7 +12,7 @@
   Medications (few), the Bundles' fullUrls and the driver's errors travel as one broadcast. Only
   results, errors and the patients' demographics come back to the driver.
 - Errors: orphans and unreadable lines as the other engines report them; a row's error is
-  placed at file:line by reading that file (duckdb.locate).
+  placed at file:line by reading that file (origins.place).
 
 `local[*]` by default; any cluster with `--spark-master URL`, as long as the executors have
 cohort-finder installed and see the source folder at the same path as the driver.
@@ -51,7 +51,7 @@ from ..model import Fact, PatientFact, PatientResult, RunError
 from ..pipeline import Evaluated, evaluate_catalogue, name_errors
 from ..sources.base import Item, Source
 from ..sources.files import FileSource, read_json, read_ndjson
-from .duckdb import _PLACE, locate
+from .origins import place, relative_name, row_origin
 from .schema import CLINICAL, COLUMNS, reduce_sql, reduce_tables, references_sql
 
 log = logging.getLogger(__name__)
@@ -222,7 +222,7 @@ def evaluate_group(rows: pd.DataFrame, job: _Job) -> pd.DataFrame:
             catalogue.add(Item(resource, str(row.origin), _text(row.full_url)))
             del catalogue.errors[before:]
         else:
-            where = f"{row.origin}{_PLACE}{resource.get('resourceType')}/{resource.get('id')}"
+            where = row_origin(row.origin, resource.get("resourceType"), resource.get("id"))
             catalogue.add(Item(resource, where))
             theirs += 1
     done = evaluate_catalogue(job.trial, catalogue, job.as_of, known_errors=job.known_errors)
@@ -272,7 +272,7 @@ class SparkEngine:
         return self.spark.createDataFrame(pd.DataFrame(rows, columns=columns), schema)
 
     def _name(self, path: Path) -> str:
-        return path.name if self.root.is_file() else path.relative_to(self.root).as_posix()
+        return relative_name(self.root, path)
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -385,7 +385,7 @@ class SparkEngine:
                 kept.where("resourceType = 'Medication'").select("fidx", "_pos", "file_name", F.expr(_json())).collect()
             ):
                 resource = _resource(row["json"], local=False)
-                where = f"{row['file_name']}{_PLACE}Medication/{resource.get('id')}"
+                where = row_origin(row["file_name"], "Medication", resource.get("id"))
                 medications.append((row["fidx"], row["_pos"], Item(resource, where)))
         for _, _, item in sorted(driver + medications, key=lambda entry: entry[:2]):
             index.add(item)
@@ -495,7 +495,7 @@ WHERE k.resourceType IN ({clinical})
         ):
             if rid is None:
                 continue
-            key, where = (rtype, rid), f"{name}{_PLACE}{rtype}/{rid}"
+            key, where = (rtype, rid), row_origin(name, rtype, rid)
             if rtype not in CLINICAL_TYPES:
                 catalogue.other_refs[key] = (ref, where)
             elif key not in catalogue.facts or key in added:
@@ -518,19 +518,13 @@ WHERE k.resourceType IN ({clinical})
         catalogue = prepared.index
         for row in prepared.rows.where("NOT local").orderBy("fidx", "pos").toLocalIterator():
             resource = _resource(row["json"], local=False)
-            catalogue.add(Item(resource, f"{row['origin']}{_PLACE}{resource.get('resourceType')}/{resource.get('id')}"))
+            catalogue.add(Item(resource, row_origin(row["origin"], resource.get("resourceType"), resource.get("id"))))
         self._add_unkept(prepared, catalogue)
         prepared.release()
         return catalogue
 
     def place(self, error: RunError) -> RunError:
-        """`file:line` for an error about a Spark row (found by reading that one file)."""
-        if _PLACE not in error.source:
-            return error
-        name, key = error.source.split(_PLACE, 1)
-        line = locate(self.root / name if not self.root.is_file() else self.root, key)
-        source = f"{name}:{line}" if line else name
-        return RunError(source, error.message, error.patient_id, error.resource_type)
+        return place(self.root, error)
 
 
 def _path_of(uri: str) -> str:

@@ -28,16 +28,17 @@ CPT = "http://www.ama-assn.org/go/cpt"
 HCPCS = "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 HCPCS_UMLS = "http://www.nlm.nih.gov/research/umls/hcpcs"  # the URI VSAC expansions use
 
-SYSTEMS = {
-    "loinc": LOINC,
-    "snomed": SNOMED,
-    "icd10cm": ICD10CM,
-    "rxnorm": RXNORM,
-    "atc": ATC,
-    "cpt": CPT,
-    "hcpcs": HCPCS,
+# A mapping file's short system name, and every URI a record may write it with.
+SYSTEMS: dict[str, tuple[str, ...]] = {
+    "loinc": (LOINC,),
+    "snomed": (SNOMED,),
+    "icd10cm": (ICD10CM, ICD10),
+    "rxnorm": (RXNORM,),
+    "atc": (ATC,),
+    "cpt": (CPT,),
+    "hcpcs": (HCPCS, HCPCS_UMLS),
 }
-ICD10_SYSTEMS = frozenset({ICD10CM, ICD10})
+ICD10_SYSTEMS = frozenset(SYSTEMS["icd10cm"])
 _RANGE = re.compile(r"^([A-Z][0-9][0-9A-Z])-([A-Z][0-9][0-9A-Z])$")
 
 
@@ -180,9 +181,7 @@ def load_terminology(folder: Path) -> Terminology:
         for name, spec in section.items():
             spec = _as_mapping(path, section, name, spec)
             claim(path, section, name)
-            ingredients[name] = Ingredient(
-                name, _codes(path, spec, allow_icd=False), tuple(_strings(path, spec, "names"))
-            )
+            ingredients[name] = Ingredient(name, _codes(path, spec), tuple(_strings(path, spec, "names")))
         section = _mapping(path, doc, "valuesets")
         for name, spec in section.items():
             spec = _as_mapping(path, section, name, spec)
@@ -248,11 +247,11 @@ def _strings(path: Path, doc: LineDict, key: str) -> list[str]:
     return [str(v) for v in value]
 
 
-def _codes(path: Path, spec: LineDict, allow_icd: bool = True) -> frozenset[tuple[str, str]]:
+def _codes(path: Path, spec: LineDict) -> frozenset[tuple[str, str]]:
+    """Exact (system URI, code) pairs. ICD-10-CM entries are prefixes and ranges, kept apart."""
     exact: set[tuple[str, str]] = set()
-    for short, system in SYSTEMS.items():
-        if short in spec:
-            uris = (system, HCPCS_UMLS) if system == HCPCS else (system,)
+    for short, uris in SYSTEMS.items():
+        if short in spec and short != "icd10cm":
             exact.update((uri, code.strip()) for code in _strings(path, spec, short) for uri in uris)
     return frozenset(exact)
 
@@ -279,8 +278,7 @@ def _codeset(path: Path, name: str, spec: LineDict) -> CodeSet:
             ranges.append((found.group(1), found.group(2)))
         else:
             prefixes.append(icd10_key(entry))
-    exact = {pair for pair in _codes(path, codes) if pair[0] != ICD10CM}
-    return CodeSet(name, str(spec.get("title", name)), frozenset(exact), tuple(sorted(prefixes)), tuple(ranges))
+    return CodeSet(name, str(spec.get("title", name)), _codes(path, codes), tuple(sorted(prefixes)), tuple(ranges))
 
 
 def _analyte(path: Path, name: str, spec: LineDict) -> Analyte:

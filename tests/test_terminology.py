@@ -143,3 +143,11 @@ def test_lab_analytes_hold_exactly_the_trial_pages_loinc_codes() -> None:
         assert held == codes, name
         for wrong in NOT_THESE.get(name, set()):
             assert not term.analytes[name].codes.matches(Coding("http://loinc.org", wrong))
+
+
+def test_a_system_written_two_ways_matches_either_uri(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text('version: "1"\nsource: t\nvaluesets:\n  dialysis:\n    codes: {hcpcs: ["G0257"]}\n')
+    dialysis = load_terminology(tmp_path).codesets["dialysis"]
+    assert dialysis.matches(Coding("http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "G0257"))
+    assert dialysis.matches(Coding("http://www.nlm.nih.gov/research/umls/hcpcs", "G0257"))  # as VSAC writes it
+    assert not dialysis.matches(Coding("http://www.ama-assn.org/go/cpt", "G0257"))

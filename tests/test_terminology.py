@@ -146,7 +146,8 @@ def test_lab_analytes_hold_exactly_the_trial_pages_loinc_codes() -> None:
 
 
 def test_a_system_written_two_ways_matches_either_uri(tmp_path: Path) -> None:
-    (tmp_path / "a.yaml").write_text('version: "1"\nsource: t\nvaluesets:\n  dialysis:\n    codes: {hcpcs: ["G0257"]}\n')
+    mapping = 'version: "1"\nsource: t\nvaluesets:\n  dialysis:\n    codes: {hcpcs: ["G0257"]}\n'
+    (tmp_path / "a.yaml").write_text(mapping)
     dialysis = load_terminology(tmp_path).codesets["dialysis"]
     assert dialysis.matches(Coding("http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "G0257"))
     assert dialysis.matches(Coding("http://www.nlm.nih.gov/research/umls/hcpcs", "G0257"))  # as VSAC writes it

@@ -26,6 +26,7 @@ from cohort_finder.sources.bulk import BulkRequest, BulkSource
 from cohort_finder.sources.http import FetchError, FhirHttp, HttpSettings
 
 from ..paths import CRITERIA
+from .reading import split
 
 FAST = HttpSettings(retries=3, backoff=0.01, backoff_max=0.05, backoff_jitter=0, read_timeout=0.5, connect_timeout=0.5)
 REQUEST = BulkRequest(level="Patient", types=("Patient", "Observation"))
@@ -148,14 +149,7 @@ def _no_sleep(seconds: float) -> None:
 
 
 def read(source: BulkSource) -> tuple[list[Item], list[RunError]]:
-    items: list[Item] = []
-    errors: list[RunError] = []
-    for thing in source.read():
-        if isinstance(thing, RunError):
-            errors.append(thing)
-        else:
-            items.append(thing)
-    return items, errors
+    return split(source)
 
 
 def ids(items: list[Item]) -> list[str]:

@@ -12,6 +12,8 @@ from cohort_finder.model import RunError
 from cohort_finder.sources.base import Item
 from cohort_finder.sources.files import FileSource
 
+from .reading import split
+
 
 def write(path: Path, data: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -19,10 +21,7 @@ def write(path: Path, data: object) -> None:
 
 
 def read_all(root: Path) -> tuple[list[Item], list[RunError]]:
-    items, errors = [], []
-    for thing in FileSource(root).read():
-        (errors if isinstance(thing, RunError) else items).append(thing)
-    return items, errors  # type: ignore[return-value]
+    return split(FileSource(root))
 
 
 def test_reads_bundles_resources_and_ndjson_recursively_in_sorted_order(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from cohort_finder.sources.http import FhirHttp, HttpSettings
 from cohort_finder.sources.rest import RestSource
 
 from ..paths import CRITERIA
+from .reading import split
 
 FAST = HttpSettings(retries=3, backoff=0.01, backoff_max=0.05, backoff_jitter=0, read_timeout=0.5, connect_timeout=0.5)
 FHIR_JSON = "application/fhir+json"
@@ -81,14 +82,7 @@ def http_for(httpserver: HTTPServer, **changes: Any) -> FhirHttp:
 
 
 def read(source: RestSource) -> tuple[list[Item], list[RunError]]:
-    items: list[Item] = []
-    errors: list[RunError] = []
-    for thing in source.read():
-        if isinstance(thing, RunError):
-            errors.append(thing)
-        else:
-            items.append(thing)
-    return items, errors
+    return split(source)
 
 
 def ids(items: list[Item]) -> list[str]:

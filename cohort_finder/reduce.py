@@ -60,27 +60,50 @@ class TrialCodes:
         return any(meds.ingredient_by_name(t) for t in texts)
 
 
+@dataclass(frozen=True, slots=True)
+class Need:
+    """What one rule reads: a value set on a resource type's `code` (or coded `value`), and how
+    far back (None: no window). The reduce step and the server search plan both start here, so
+    a new rule kind is taught to them in one place."""
+
+    resource_type: str
+    field: str  # "code" or "value"
+    codes: CodeSet
+    window: int | None = None
+
+
+def needs(leaf: AnyRule) -> list[Need]:
+    if isinstance(leaf, ConditionRule) and leaf.valueset is not None:
+        return [Need("Condition", "code", leaf.valueset)]
+    if isinstance(leaf, ProcedureRule) and leaf.valueset is not None:
+        return [Need("Procedure", "code", leaf.valueset, leaf.within_days)]
+    if isinstance(leaf, (LabRule, LabUlnRule)) and leaf.codes is not None:
+        return [Need("Observation", "code", leaf.codes, leaf.lookback_days)]
+    if isinstance(leaf, CodedObservationRule) and leaf.code_valueset is not None:
+        return [Need("Observation", "code", leaf.code_valueset, leaf.within_days)]
+    if isinstance(leaf, MostRecentClassRule):
+        found = []
+        for codes, _ in leaf.classes:
+            if "observation_value" in leaf.sources:
+                found.append(Need("Observation", "value", codes, leaf.lookback_days))
+            if "condition_code" in leaf.sources:
+                found.append(Need("Condition", "code", codes, leaf.lookback_days))
+        return found
+    return []
+
+
+def trial_leaves(trial: Trial) -> Iterator[AnyRule]:
+    for criterion in trial.criteria:
+        if criterion.rule is not None:
+            yield from leaves(criterion.rule)
+
+
 def trial_codes(trial: Trial) -> TrialCodes:
     union = CodeSet("trial", "trial")
     medications: list[MedicationSet] = []
-    for criterion in trial.criteria:
-        if criterion.rule is None:
-            continue
-        for leaf in leaves(criterion.rule):
-            for codes in _codesets(leaf):
-                union = union.union(codes, "trial")
-            if isinstance(leaf, MedicationDaysRule) and leaf.medications is not None:
-                medications.append(leaf.medications)
+    for leaf in trial_leaves(trial):
+        for need in needs(leaf):
+            union = union.union(need.codes, "trial")
+        if isinstance(leaf, MedicationDaysRule) and leaf.medications is not None:
+            medications.append(leaf.medications)
     return TrialCodes(union, tuple(medications))
-
-
-def _codesets(leaf: AnyRule) -> list[CodeSet]:
-    if isinstance(leaf, (ConditionRule, ProcedureRule)) and leaf.valueset is not None:
-        return [leaf.valueset]
-    if isinstance(leaf, (LabRule, LabUlnRule)) and leaf.codes is not None:
-        return [leaf.codes]
-    if isinstance(leaf, CodedObservationRule) and leaf.code_valueset is not None:
-        return [leaf.code_valueset]
-    if isinstance(leaf, MostRecentClassRule):
-        return [codes for codes, _ in leaf.classes]
-    return []

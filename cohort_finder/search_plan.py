@@ -22,16 +22,10 @@ from datetime import date, timedelta
 from urllib.parse import quote
 
 from .criteria import (
-    CodedObservationRule,
-    ConditionRule,
-    LabRule,
-    LabUlnRule,
     MedicationDaysRule,
-    MostRecentClassRule,
-    ProcedureRule,
     Trial,
 )
-from .reduce import leaves
+from .reduce import needs, trial_leaves
 from .terminology import CodeSet
 
 MAX_QUERY_VALUE = 1500  # characters of one `code=` value: keeps URLs well under common 8 KiB limits
@@ -74,10 +68,10 @@ def _chunks(tokens: Iterable[str]) -> list[str]:
     return out
 
 
-def _by_code(rtype: str, param: str, needs: _Needs, extra: tuple[tuple[str, str], ...] = ()) -> list[Search]:
-    if needs.whole:
+def _by_code(rtype: str, param: str, wanted: _Needs, extra: tuple[tuple[str, str], ...] = ()) -> list[Search]:
+    if wanted.whole:
         return [Search(rtype, extra)]
-    return [Search(rtype, ((param, chunk), *extra)) for chunk in _chunks(f"{s}|{c}" for s, c in needs.codes)]
+    return [Search(rtype, ((param, chunk), *extra)) for chunk in _chunks(f"{s}|{c}" for s, c in wanted.codes)]
 
 
 def plan(trial: Trial, as_of: date, page_size: int = 1000) -> list[Search]:
@@ -86,37 +80,32 @@ def plan(trial: Trial, as_of: date, page_size: int = 1000) -> list[Search]:
     condition = _Needs(set())
     procedure = _Needs(set())
     medications = False
-    for criterion in trial.criteria:
-        for leaf in leaves(criterion.rule) if criterion.rule else ():
-            if isinstance(leaf, (LabRule, LabUlnRule)) and leaf.codes:
-                observation_code.add(leaf.codes, leaf.lookback_days)
-            elif isinstance(leaf, CodedObservationRule) and leaf.code_valueset:
-                observation_code.add(leaf.code_valueset, leaf.within_days)
-            elif isinstance(leaf, MostRecentClassRule):
-                for codes, _ in leaf.classes:
-                    if "observation_value" in leaf.sources:
-                        observation_value.add(codes, leaf.lookback_days)
-                    if "condition_code" in leaf.sources:
-                        condition.add(codes)
-            elif isinstance(leaf, ConditionRule) and leaf.valueset:
-                condition.add(leaf.valueset)
-            elif isinstance(leaf, ProcedureRule) and leaf.valueset:
-                procedure.add(leaf.valueset)
-            elif isinstance(leaf, MedicationDaysRule):
-                medications = True
+    by_target = {
+        ("Observation", "code"): observation_code,
+        ("Observation", "value"): observation_value,
+        ("Condition", "code"): condition,
+        ("Procedure", "code"): procedure,
+    }
+    for leaf in trial_leaves(trial):
+        for need in needs(leaf):
+            target = by_target[(need.resource_type, need.field)]
+            # Conditions and Procedures are not restricted by date here (a Condition's onset
+            # does not say whether it is current; a Procedure's period may start before the window)
+            target.add(need.codes, need.window if need.resource_type == "Observation" else None)
+        medications |= isinstance(leaf, MedicationDaysRule)
     count = (("_count", str(page_size)),)
     searches = [Search("Patient", count)]
-    for needs, param in ((observation_code, "code"), (observation_value, "value-concept")):
-        if not needs.codes and not needs.whole:
+    for wanted, param in ((observation_code, "code"), (observation_value, "value-concept")):
+        if not wanted.codes and not wanted.whole:
             continue
-        if needs.window is None:
-            searches += _by_code("Observation", param, needs, count)
+        if wanted.window is None:
+            searches += _by_code("Observation", param, wanted, count)
         else:
             # two days' slack: a server compares instants, the rules compare the date as written
             # (2025-06-30T01:00+05:00 is 2025-06-29 in UTC); the rules filter precisely later
-            start = (as_of - timedelta(days=needs.window + 2)).isoformat()
-            searches += _by_code("Observation", param, needs, (("date", f"ge{start}"), *count))
-            searches += _by_code("Observation", param, needs, (("date:missing", "true"), *count))
+            start = (as_of - timedelta(days=wanted.window + 2)).isoformat()
+            searches += _by_code("Observation", param, wanted, (("date", f"ge{start}"), *count))
+            searches += _by_code("Observation", param, wanted, (("date:missing", "true"), *count))
     if condition.codes or condition.whole:
         searches += _by_code("Condition", "code", condition, count)
     if procedure.codes or procedure.whole:

@@ -19,6 +19,7 @@ class Context:
     known_medication_codes: frozenset[tuple[str, str]] = frozenset()
     as_of_text: str = ""
     by_type: dict[str, list[Fact]] = field(default_factory=dict)
+    _starts: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.as_of_text = self.as_of.isoformat()
@@ -34,8 +35,12 @@ class Context:
         return out
 
     def window_start(self, days: int) -> str:
-        """First day of an N-day look-back: the day exactly N days before as-of counts."""
-        return (self.as_of - timedelta(days=days)).isoformat()
+        """First day of an N-day look-back: the day exactly N days before as-of counts.
+        (Asked for every row of every windowed rule: computed once per length.)"""
+        start = self._starts.get(days)
+        if start is None:
+            start = self._starts[days] = (self.as_of - timedelta(days=days)).isoformat()
+        return start
 
     def in_window(self, day: str | None, days: int | None) -> bool:
         if day is None or len(day) != 10 or day > self.as_of_text:

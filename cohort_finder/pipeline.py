@@ -21,7 +21,7 @@ from .engines import Engine, PythonEngine
 from .evaluate import evaluate_patient
 from .model import ALL_PATIENTS, PatientRecord, PatientResult, RunError, RunResult
 from .progress import Progress
-from .reduce import trial_codes
+from .reduce import TrialCodes, trial_codes
 from .report import write_reports
 from .sources.base import Source
 
@@ -92,16 +92,18 @@ def evaluate_catalogue(
     as_of: date,
     place: Callable[[RunError], RunError] = lambda e: e,
     known_errors: Sequence[RunError] = (),
+    codes: TrialCodes | None = None,
 ) -> Evaluated:
     """Link, reduce and evaluate every patient of a catalogue: the whole source's (python and
     duckdb engines), or one patient's (a Spark group). `known_errors`, found outside the
-    catalogue, only mark the data of the patients they name as incomplete."""
+    catalogue, only mark the data of the patients they name as incomplete. `codes`: the
+    trial's reduce filter, when the caller evaluates many catalogues (one per Spark group)."""
     by_patient, link_errors = catalogue.link()
     errors, incomplete = name_errors(catalogue, catalogue.errors + link_errors, place)
     if known_errors:
         for pid, kinds in _name_patients(catalogue, list(known_errors))[1].items():
             incomplete.setdefault(pid, set()).update(kinds)
-    codes = trial_codes(trial)
+    codes = codes or trial_codes(trial)
     kept = 0
     patients = []
     with Progress(len(by_patient), "patients") as progress:

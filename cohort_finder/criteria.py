@@ -234,7 +234,7 @@ class _Parser:
         return str(op)
 
     def unit(self, raw: LineDict, analyte: Analyte, unit: str) -> str:
-        if self.term.converter.convert(1.0, analyte.unit, unit, analyte.units) is None:
+        if not self.term.converter.factor_known(analyte.unit, unit, analyte.units):
             raise self.fail(
                 raw.line_of("unit"), f"unit '{unit}' cannot be converted from {analyte.name}'s unit '{analyte.unit}'"
             )

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from ..criteria import Trial
+from ..facts import CLINICAL_TYPES
 from ..reduce import trial_codes
 from ..terminology import ICD10_SYSTEMS
 
@@ -70,7 +71,7 @@ COLUMNS: dict[str, str] = {
     "name": "STRUCT(given VARCHAR[], family VARCHAR, text VARCHAR)[]",
 }
 
-CLINICAL = ("Condition", "Observation", "MedicationStatement", "MedicationRequest", "Procedure")
+CLINICAL = tuple(sorted(CLINICAL_TYPES))  # the types facts.py turns into rows, in a stable order
 
 
 @dataclass(frozen=True, slots=True)

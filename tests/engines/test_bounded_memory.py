@@ -27,6 +27,22 @@ def _source(folder: Path, noise_per_patient: int) -> Path:
             )
     with (folder / "Observation.ndjson").open("wb") as out:
         for i in range(50):
+            # one platelet count in 10*3/uL each: every run builds the UCUM registry (~90 MB),
+            # so the small and large runs differ only in the rows the trial cannot use
+            out.write(
+                orjson.dumps(
+                    {
+                        "resourceType": "Observation",
+                        "id": f"plt{i}",
+                        "status": "final",
+                        "subject": {"reference": f"Patient/p{i}"},
+                        "code": {"coding": [{"system": "http://loinc.org", "code": "777-3"}]},
+                        "effectiveDateTime": "2026-06-01",
+                        "valueQuantity": {"value": 250, "unit": "10*3/uL", "code": "10*3/uL"},
+                    }
+                )
+                + b"\n"
+            )
             for j in range(noise_per_patient):
                 out.write(
                     orjson.dumps(

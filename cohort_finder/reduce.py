@@ -40,24 +40,19 @@ def leaves(rule: AnyRule) -> Iterator[AnyRule]:
         yield rule
 
 
+def names_medication(fact: Fact, meds: MedicationSet) -> bool:
+    """Does a medication record name one of the set's ingredients, by code or by name? (Coarse:
+    the rule decides whether a known code for another drug overrides the name.)"""
+    if any(meds.ingredient_by_code(c) for c in fact.codings):
+        return True
+    texts = [c.display for c in fact.codings if c.display] + ([fact.text] if fact.text else [])
+    return any(meds.ingredient_by_name(t) for t in texts)
+
+
 @dataclass(frozen=True, slots=True)
 class TrialCodes:
     codes: CodeSet  # every code any rule matches, on a resource's code or its coded value
     medications: tuple[MedicationSet, ...]
-
-    def keeps(self, fact: Fact) -> bool:
-        if fact.resource_type in ("MedicationStatement", "MedicationRequest"):
-            return any(self._medication(fact, meds) for meds in self.medications)
-        return any(self.codes.matches(c) for c in fact.codings) or any(
-            self.codes.matches(c) for c in fact.value_codings
-        )
-
-    @staticmethod
-    def _medication(fact: Fact, meds: MedicationSet) -> bool:
-        if any(meds.ingredient_by_code(c) for c in fact.codings):
-            return True
-        texts = [c.display for c in fact.codings if c.display] + ([fact.text] if fact.text else [])
-        return any(meds.ingredient_by_name(t) for t in texts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,6 @@ from ..criteria import Trial
 from ..facts import CLINICAL_TYPES, MedicationDef, patient_reference, ref_key
 from ..model import Fact, PatientFact, PatientResult, RunError
 from ..pipeline import Evaluated, evaluate_catalogue, name_errors
-from ..reduce import TrialCodes, trial_codes
 from ..sources.base import Item, Source
 from ..sources.files import FileSource, read_json, read_ndjson
 from .origins import place, relative_name, row_origin
@@ -183,7 +182,6 @@ class _Job:
     medications: dict[str, MedicationDef]
     full_urls: dict[str, str]
     known_errors: tuple[RunError, ...]  # found on the driver; they mark patients' data incomplete
-    codes: TrialCodes  # the reduce filter, built once on the driver, not once per patient
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +225,7 @@ def evaluate_group(rows: pd.DataFrame, job: _Job) -> pd.DataFrame:
             where = row_origin(row.origin, resource.get("resourceType"), resource.get("id"))
             catalogue.add(Item(resource, where))
             theirs += 1
-    done = evaluate_catalogue(job.trial, catalogue, job.as_of, known_errors=job.known_errors, codes=job.codes)
+    done = evaluate_catalogue(job.trial, catalogue, job.as_of, known_errors=job.known_errors)
     group = _Group(done.patients, done.errors, done.kept, list(catalogue.patients.values()), theirs)
     return pd.DataFrame({"payload": [pickle.dumps(group)]})
 
@@ -439,7 +437,7 @@ WHERE k.resourceType IN ({clinical})
         started = time.monotonic()
         prepared = self._prepare(trial, folder, fetch_errors)
         index = prepared.index
-        job = _Job(trial, as_of, index.medications, index.full_urls, tuple(index.errors), trial_codes(trial))
+        job = _Job(trial, as_of, index.medications, index.full_urls, tuple(index.errors))
         shared = self.spark.sparkContext.broadcast(job)
 
         def evaluate(rows: pd.DataFrame) -> pd.DataFrame:

@@ -36,6 +36,7 @@ from .demographics import age, age_range, alive, sex
 from .labs import lab, lab_uln
 from .medications import medication_days
 from .observations import coded_observation, most_recent_class
+from .plan import Plan, plan_for
 from .procedures import procedure
 
 
@@ -62,18 +63,27 @@ _LEAVES: dict[type, _Leaf] = {
 }
 
 
-def evaluate_rule(rule: AnyRule, ctx: Context) -> Outcome:
+def evaluate_rule(rule: AnyRule, ctx: Context, plan: Plan | None = None) -> Outcome:
     if isinstance(rule, AllOf):
-        outcome = logic.all_of([evaluate_rule(r, ctx) for r in rule.parts])
+        outcome = logic.all_of([evaluate_rule(r, ctx, plan) for r in rule.parts])
     elif isinstance(rule, AnyOf):
-        outcome = logic.any_of([evaluate_rule(r, ctx) for r in rule.parts])
+        outcome = logic.any_of([evaluate_rule(r, ctx, plan) for r in rule.parts])
     elif isinstance(rule, Not):
         assert rule.part is not None
-        outcome = logic.negate(evaluate_rule(rule.part, ctx))
+        outcome = logic.negate(evaluate_rule(rule.part, ctx, plan))
     else:
         leaf = _LEAVES[type(rule)]
-        outcome = _incomplete(leaf, leaf.evaluate(rule, ctx), ctx)
+        if plan is not None and plan.unread(rule, ctx.relevant):
+            # none of this patient's facts can matter to the rule: its no-data outcome, once a run
+            found = plan.empty_outcome(rule, leaf.evaluate, lambda nobody: _like(ctx, nobody))
+        else:
+            found = leaf.evaluate(rule, ctx)
+        outcome = _incomplete(leaf, found, ctx)
     return logic.remap(outcome, rule.outcome)
+
+
+def _like(ctx: Context, record: PatientRecord) -> Context:
+    return Context(record, ctx.as_of, ctx.converter, ctx.known_medication_codes)
 
 
 def _incomplete(leaf: _Leaf, outcome: Outcome, ctx: Context) -> Outcome:
@@ -86,15 +96,24 @@ def _incomplete(leaf: _Leaf, outcome: Outcome, ctx: Context) -> Outcome:
     return Outcome(Result.UNKNOWN, outcome.evidence, (*outcome.notes, note))
 
 
-def evaluate_criterion(criterion: Criterion, ctx: Context) -> CriterionResult:
+def evaluate_criterion(criterion: Criterion, ctx: Context, plan: Plan | None = None) -> CriterionResult:
+    shared = plan is not None and not ctx.record.incomplete
+    if shared:
+        assert plan is not None
+        found = plan.constant(criterion, ctx.relevant)
+        if found is not None:  # nothing of this patient's can change it: the result every such patient gets
+            return found
     if criterion.id == "alive" and criterion.rule is None:
         outcome = alive(ctx)
     elif criterion.rule is None:
         return CriterionResult(criterion.id, criterion.kind, Result.MANUAL, (), "reviewer to check")
     else:
-        outcome = evaluate_rule(criterion.rule, ctx)
+        outcome = evaluate_rule(criterion.rule, ctx, plan)
     note = "; ".join(dict.fromkeys(outcome.notes)) or None
-    return CriterionResult(criterion.id, criterion.kind, outcome.result, outcome.evidence, note)
+    result = CriterionResult(criterion.id, criterion.kind, outcome.result, outcome.evidence, note)
+    if shared and plan is not None and criterion.rule is not None and plan.constant_for(criterion, ctx.relevant):
+        plan.remember(criterion, result)
+    return result
 
 
 def patient_status(results: tuple[CriterionResult, ...]) -> Status:
@@ -107,9 +126,16 @@ def patient_status(results: tuple[CriterionResult, ...]) -> Status:
     return Status.CANDIDATE
 
 
-def evaluate_patient(trial: Trial, record: PatientRecord, as_of: date) -> PatientResult:
+def evaluate_patient(
+    trial: Trial, record: PatientRecord, as_of: date, plan: Plan | None = None, relevant: int | None = None
+) -> PatientResult:
+    """`relevant`: the plan's bits for the record's facts, when the caller has them already."""
+    plan = plan or plan_for(trial, as_of)
+    if relevant is None:
+        relevant = plan.relevant(record.facts)[1]
     ctx = Context(record, as_of, trial.terminology.converter, trial.terminology.known_medication_codes)
-    results = tuple(evaluate_criterion(c, ctx) for c in trial.criteria)
+    ctx.relevant = relevant
+    results = tuple(evaluate_criterion(c, ctx, plan) for c in trial.criteria)
     ages = age_range(record.patient.birth_date, as_of)
     shown_age = ages[0] if ages and ages[0] == ages[1] else None
     p = record.patient

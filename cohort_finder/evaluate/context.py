@@ -18,6 +18,8 @@ class Context:
     # every code the mappings know to name a medication: such a code decides, not the name
     known_medication_codes: frozenset[tuple[str, str]] = frozenset()
     as_of_text: str = ""
+    # bits of the rules some fact of this patient can matter to (plan.Plan); -1: all of them
+    relevant: int = -1
     by_type: dict[str, list[Fact]] = field(default_factory=dict)
     _starts: dict[int, str] = field(default_factory=dict)
 
@@ -29,6 +31,8 @@ class Context:
         self.by_type = dict(grouped)
 
     def facts(self, *types: str) -> list[Fact]:
+        if len(types) == 1:  # the common case, asked for by every rule of every patient
+            return self.by_type.get(types[0], [])
         out: list[Fact] = []
         for rtype in types:
             out.extend(self.by_type.get(rtype, ()))

@@ -7,13 +7,14 @@ previous outputs in OUT_DIR untouched; each is then written atomically with mode
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from cohort_finder.model import RunResult
-from cohort_finder.report.atomic import write_atomic
+from cohort_finder.report.atomic import commit, discard, stage, write_atomic
 from cohort_finder.report.csv_report import render_csv
 from cohort_finder.report.html_report import render_html
-from cohort_finder.report.json_report import render_json
+from cohort_finder.report.json_report import json_chunks, render_json
 
 __all__ = ["render_csv", "render_html", "render_json", "write_atomic", "write_reports"]
 
@@ -39,17 +40,21 @@ def _ensure_dir(out_dir: Path) -> None:
 
 def write_reports(run: RunResult, out_dir: Path) -> list[Path]:
     """Write candidates.json, candidates.csv and report.html into `out_dir`; return their paths
-    in that order."""
+    in that order. All three are written to temporary files first and renamed into place only
+    when every one is complete, so a failure leaves the previous run's outputs as they were."""
     out_dir = Path(out_dir)
-    rendered = [
-        ("candidates.json", render_json(run)),
-        ("candidates.csv", render_csv(run)),
-        ("report.html", render_html(run)),
-    ]
     _ensure_dir(out_dir)
-    paths: list[Path] = []
-    for name, data in rendered:
-        path = out_dir / name
-        write_atomic(path, data)
-        paths.append(path)
-    return paths
+    outputs: list[tuple[str, Callable[[], Iterable[bytes]]]] = [
+        ("candidates.json", lambda: json_chunks(run)),  # streamed: the big one
+        ("candidates.csv", lambda: [render_csv(run)]),
+        ("report.html", lambda: [render_html(run)]),
+    ]
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name, chunks in outputs:
+            staged.append((stage(out_dir / name, chunks()), out_dir / name))
+    except BaseException:
+        discard(tmp for tmp, _ in staged)
+        raise
+    commit(staged)
+    return [path for _, path in staged]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 
 _FILE_MODE = 0o600
@@ -19,6 +20,7 @@ _FILE_MODE = 0o600
 # redirect the write; O_NOFOLLOW and O_CLOEXEC are belt and braces where the OS has them.
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _MAX_NAME_TRIES = 16
+_WRITE_SIZE = 1 << 20  # gather chunks into writes of about this many bytes
 
 
 def _open_temp(path: Path) -> tuple[int, Path]:
@@ -47,12 +49,10 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically with mode 0600.
-
-    On any failure the temp file is removed and an existing file at `path` is left untouched.
-    """
-    path = Path(path)
+def stage(path: Path, chunks: Iterable[bytes]) -> Path:
+    """Write `chunks` to a fresh 0600 temporary file beside `path` and fsync it; the caller
+    renames it into place with `commit`. Chunks are written as they come (a hospital-sized
+    candidates.json is never held whole in memory). On failure the temp file is removed."""
     fd, tmp = _open_temp(path)
     try:
         try:
@@ -60,17 +60,54 @@ def write_atomic(path: Path, data: bytes) -> None:
             # restore exactly 0600 on the still-private descriptor, which never widens access
             # beyond the owner.
             os.fchmod(fd, _FILE_MODE)
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            pending: list[bytes] = []
+            size = 0
+            for chunk in chunks:
+                pending.append(chunk)
+                size += len(chunk)
+                if size >= _WRITE_SIZE:
+                    _write_all(fd, b"".join(pending))
+                    pending, size = [], 0
+            _write_all(fd, b"".join(pending))
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
     except BaseException:
         # BaseException too: a Ctrl-C mid-write must not leave a stray PHI-bearing temp file.
+        discard([tmp])
+        raise
+    return tmp
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def discard(temps: Iterable[Path]) -> None:
+    for tmp in temps:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+
+
+def commit(staged: list[tuple[Path, Path]]) -> None:
+    """Rename each (temp, final) pair into place, then make the renames durable."""
+    try:
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        discard(tmp for tmp, _ in staged)
         raise
-    _fsync_dir(path.parent)
+    for directory in {path.parent for _, path in staged}:
+        _fsync_dir(directory)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically with mode 0600.
+
+    On any failure the temp file is removed and an existing file at `path` is left untouched.
+    """
+    path = Path(path)
+    commit([(stage(path, [data]), path)])

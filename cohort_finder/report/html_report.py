@@ -51,6 +51,12 @@ class PatientCard:
     manual: tuple[CriterionRow, ...]
     deciding: tuple[str, ...]  # criterion ids that excluded the patient / left it possible
 
+    @property
+    def deciding_text(self) -> str:
+        # joined here, not with Jinja's join filter: that one escapes item by item, and the
+        # compact list of a hospital-sized run calls it once per excluded patient
+        return ", ".join(self.deciding)
+
 
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
@@ -109,23 +115,30 @@ def _badge(cr: CriterionResult) -> str:
     return "ok" if supports else "bad"
 
 
-def _card(p: PatientResult, texts: dict[str, str]) -> PatientCard:
-    rows = tuple(
-        CriterionRow(
-            id=cr.id,
-            kind=cr.kind,
-            text=texts.get(cr.id, ""),
-            result=cr.result.value,
-            badge=_badge(cr),
-            evidence=tuple(_evidence_lines(ev) for ev in cr.evidence),
-            note=cr.note,
-        )
-        for cr in p.criteria
+def _row(cr: CriterionResult, texts: dict[str, str]) -> CriterionRow:
+    return CriterionRow(
+        id=cr.id,
+        kind=cr.kind,
+        text=texts.get(cr.id, ""),
+        result=cr.result.value,
+        badge=_badge(cr),
+        evidence=tuple(_evidence_lines(ev) for ev in cr.evidence),
+        note=cr.note,
     )
+
+
+def _card(p: PatientResult, texts: dict[str, str], shared: dict[int, CriterionRow]) -> PatientCard:
+    rows = []
+    for cr in p.criteria:
+        # one row per shared result object (see json_report._patient)
+        row = shared.get(id(cr))
+        if row is None:
+            row = shared[id(cr)] = _row(cr, texts)
+        rows.append(row)
     wanted = {Status.EXCLUDED: "bad", Status.POSSIBLE: "unknown"}.get(p.status)
     return PatientCard(
         patient=p,
-        rows=rows,
+        rows=tuple(rows),
         manual=tuple(r for r in rows if r.badge == "manual"),
         deciding=tuple(r.id for r in rows if r.badge == wanted),
     )
@@ -153,12 +166,13 @@ def render_html(run: RunResult) -> bytes:
     compact = run.count(Status.EXCLUDED) > COMPACT_EXCLUDED
     # contract §4: a patient whose data could not all be read is named, here too
     incomplete = {e.patient_id for e in run.errors if e.patient_id}
+    shared: dict[int, CriterionRow] = {}
     sections = [
         (
             label,
             status.value,
             [
-                _compact(p) if compact and status is Status.EXCLUDED else _card(p, texts)
+                _compact(p) if compact and status is Status.EXCLUDED else _card(p, texts, shared)
                 for p in run.patients
                 if p.status is status
             ],

@@ -9,6 +9,7 @@ minimisation); the name appears in the investigator's HTML alone.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -22,8 +23,6 @@ from cohort_finder.model import (
     RunResult,
     Status,
 )
-
-_OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
 
 # Evidence fields that only mean something in some cases (a converted unit, a ULN rule, a
 # name match); emitted only when set so the common case stays short.
@@ -66,15 +65,21 @@ def _criterion_result(cr: CriterionResult) -> dict[str, Any]:
     return out
 
 
-def _patient(p: PatientResult) -> dict[str, Any]:
+def _patient(p: PatientResult, shared: dict[tuple[str, str, str, str | None], orjson.Fragment]) -> dict[str, Any]:
     # No "name" key, on purpose (see module docstring).
-    return {
-        "id": p.id,
-        "status": p.status.value,
-        "age": p.age,
-        "gender": p.gender,
-        "criteria": [_criterion_result(cr) for cr in p.criteria],
-    }
+    criteria: list[Any] = []
+    for cr in p.criteria:
+        if cr.evidence:
+            criteria.append(_criterion_result(cr))
+            continue
+        # Results without evidence repeat across patients ("no current X condition"): each
+        # distinct one is serialised once and spliced in.
+        key = (cr.id, cr.kind, cr.result.value, cr.note)
+        done = shared.get(key)
+        if done is None:
+            done = shared[key] = orjson.Fragment(orjson.dumps(_criterion_result(cr)))
+        criteria.append(done)
+    return {"id": p.id, "status": p.status.value, "age": p.age, "gender": p.gender, "criteria": criteria}
 
 
 def _criterion_info(c: CriterionInfo) -> dict[str, Any]:
@@ -87,21 +92,39 @@ def _error(e: RunError) -> dict[str, Any]:
     return {"source": e.source, "message": e.message}
 
 
-def to_document(run: RunResult) -> dict[str, Any]:
-    """The candidates.json document as plain Python data (useful to tests and other writers)."""
-    return {
-        "trial": {"id": run.trial_id, "title": run.trial_title},
-        "as_of": run.as_of,
-        "source": run.source,
-        "generated_at": run.generated_at,
-        "summary": summary(run),
-        "criteria": [_criterion_info(c) for c in run.criteria],
-        # Order as given: the pipeline already sorted patients by id (contract §2).
-        "patients": [_patient(p) for p in run.patients],
-        "errors": [_error(e) for e in run.errors],
-    }
+def _array(key: str, items: Iterable[bytes], last: bool = False) -> Iterator[bytes]:
+    """`  "key": [` then one element per line; an empty array stays `[]`."""
+    head = f'  "{key}": ['.encode()
+    first = True
+    for item in items:
+        yield (head + b"\n    " if first else b",\n    ") + item
+        first = False
+    yield (head + b"]" if first else b"\n  ]") + (b"\n" if last else b",\n")
+
+
+def json_chunks(run: RunResult) -> Iterator[bytes]:
+    """candidates.json as a stream of chunks: each top-level key on its own line, and each
+    criterion, patient and error on one line of its own (compact within), so a run-to-run
+    `diff` shows every changed patient as one changed line; fixed key order; trailing newline.
+    (Compact lines also make a hospital-sized file about 40 % smaller than a fully indented
+    one, and streaming keeps it out of memory.)"""
+    yield b"{\n"
+    for key, value in (
+        ("trial", {"id": run.trial_id, "title": run.trial_title}),
+        ("as_of", run.as_of),
+        ("source", run.source),
+        ("generated_at", run.generated_at),
+        ("summary", summary(run)),
+    ):
+        yield f'  "{key}": '.encode() + orjson.dumps(value) + b",\n"
+    yield from _array("criteria", (orjson.dumps(_criterion_info(c)) for c in run.criteria))
+    shared: dict[tuple[str, str, str, str | None], orjson.Fragment] = {}
+    # Order as given: the pipeline already sorted patients by id (contract §2).
+    yield from _array("patients", (orjson.dumps(_patient(p, shared)) for p in run.patients))
+    yield from _array("errors", (orjson.dumps(_error(e)) for e in run.errors), last=True)
+    yield b"}\n"
 
 
 def render_json(run: RunResult) -> bytes:
-    """candidates.json bytes: 2-space indent, fixed key order, trailing newline."""
-    return orjson.dumps(to_document(run), option=_OPTIONS)
+    """candidates.json bytes (json_chunks, joined)."""
+    return b"".join(json_chunks(run))

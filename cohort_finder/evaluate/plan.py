@@ -1,0 +1,150 @@
+"""Which of a trial's rules each fact can matter to, so that a rule with nothing to read is
+answered once per run instead of once per patient.
+
+Every rule that reads facts (condition, lab, coded observation, class, procedure, medication
+days) starts by keeping the facts of its own value set and ignores all others (`reduce.needs`
+states which). So for a patient none of whose facts can matter to a rule, that rule's outcome
+is its "nothing recorded" outcome, the same for every such patient: it is computed once and
+shared. At hospital scale most rules of most patients are in that state (20,000 patients x 32
+criteria, of which a few per patient have data), which is why this is the evaluation's main
+speed-up. The rules themselves are unchanged and still run whenever a fact can matter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from ..criteria import AnyRule, Criterion, MedicationDaysRule, Trial
+from ..model import CriterionResult, Fact, Outcome, PatientFact, PatientRecord
+from ..reduce import leaves, names_medication, needs
+from ..terminology import CodeSet, MedicationSet
+
+MEDICATION_TYPES = frozenset({"MedicationStatement", "MedicationRequest"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Reader:
+    """What one rule reads: resource types, and the codes (or medications) it keeps."""
+
+    types: frozenset[str]
+    codes: CodeSet | None = None
+    medications: MedicationSet | None = None
+
+    def reads(self, fact: Fact) -> bool:
+        if fact.resource_type not in self.types:
+            return False
+        if self.medications is not None:
+            return names_medication(fact, self.medications)
+        assert self.codes is not None
+        return self.codes.first_match(fact.codings) is not None or (
+            self.codes.first_match(fact.value_codings) is not None
+        )
+
+
+def _reader(leaf: AnyRule) -> _Reader | None:
+    """None for rules that read no facts (age, sex) or whose reading is not stated."""
+    if isinstance(leaf, MedicationDaysRule):
+        return _Reader(MEDICATION_TYPES, medications=leaf.medications) if leaf.medications else None
+    stated = needs(leaf)
+    if not stated:
+        return None
+    codes = CodeSet("reads", "reads")
+    for need in stated:
+        codes = codes.union(need.codes, "reads")
+    return _Reader(frozenset(n.resource_type for n in stated), codes)
+
+
+_NOBODY = PatientFact("", None, None, False, None)
+
+
+@dataclass(slots=True)
+class Plan:
+    """Built once per trial and as-of; holds the per-run caches."""
+
+    trial: Trial
+    as_of: date
+    _readers: dict[int, tuple[int, _Reader]] = field(default_factory=dict)  # id(leaf) -> (bit, reader)
+    _criterion_bits: dict[str, int] = field(default_factory=dict)  # criterion id -> bits of its leaves
+    _by_signature: dict[tuple[Any, ...], int] = field(default_factory=dict)  # fact codes -> bits
+    _empty: dict[int, Outcome] = field(default_factory=dict)  # id(leaf) -> outcome with no facts
+    _constant: dict[str, CriterionResult] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for criterion in self.trial.criteria:
+            if criterion.rule is None:
+                continue
+            bits, skippable = 0, True
+            for leaf in leaves(criterion.rule):
+                reader = _reader(leaf)
+                if reader is None:
+                    skippable = False  # reads the patient itself: age, sex
+                    continue
+                bit = 1 << len(self._readers)
+                self._readers[id(leaf)] = (bit, reader)
+                bits |= bit
+            if skippable:
+                self._criterion_bits[criterion.id] = bits
+
+    def bits_of(self, fact: Fact) -> int:
+        """The rules this fact can matter to, as bits (cached: codes repeat across patients)."""
+        key = (fact.resource_type, fact.codings, fact.value_codings, fact.text)
+        found = self._by_signature.get(key)
+        if found is None:
+            found = 0
+            for bit, reader in self._readers.values():
+                if reader.reads(fact):
+                    found |= bit
+            self._by_signature[key] = found
+        return found
+
+    def relevant(self, facts: Iterable[Fact]) -> tuple[list[Fact], int]:
+        """The facts some rule can use, and the rules they matter to."""
+        kept, bits = [], 0
+        for fact in facts:
+            fact_bits = self.bits_of(fact)
+            if fact_bits:
+                kept.append(fact)
+                bits |= fact_bits
+        return kept, bits
+
+    def unread(self, leaf: AnyRule, relevant: int) -> bool:
+        """Does no fact of this patient matter to this rule (one that reads facts)?"""
+        entry = self._readers.get(id(leaf))
+        return entry is not None and not entry[0] & relevant
+
+    def empty_outcome(self, leaf: AnyRule, evaluate: Any, context: Any) -> Outcome:
+        """The rule's outcome for a patient with no facts it reads, computed once."""
+        found = self._empty.get(id(leaf))
+        if found is None:
+            nobody = PatientRecord(_NOBODY, [])
+            found = self._empty[id(leaf)] = evaluate(leaf, context(nobody))
+        return found
+
+    def constant_for(self, criterion: Criterion, relevant: int) -> bool:
+        """Does none of the criterion's rules have anything of this patient's to read (and
+        none reads the patient itself)?"""
+        bits = self._criterion_bits.get(criterion.id)
+        return bits is not None and not bits & relevant
+
+    def constant(self, criterion: Criterion, relevant: int) -> CriterionResult | None:
+        """A criterion's shared result, when none of its rules has anything to read."""
+        return self._constant.get(criterion.id) if self.constant_for(criterion, relevant) else None
+
+    def remember(self, criterion: Criterion, result: CriterionResult) -> None:
+        self._constant[criterion.id] = result
+
+
+_PLANS: dict[tuple[int, date], Plan] = {}
+
+
+def plan_for(trial: Trial, as_of: date) -> Plan:
+    """One plan per trial object and as-of in this process (a Spark executor builds its own:
+    the plan is keyed by rule identity, which does not survive pickling)."""
+    key = (id(trial), as_of)
+    plan = _PLANS.get(key)
+    if plan is None or plan.trial is not trial:
+        plan = _PLANS[key] = Plan(trial, as_of)
+    return plan

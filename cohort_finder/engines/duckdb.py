@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import orjson
@@ -40,6 +39,8 @@ class DuckDBEngine:
         self.threads = threads
         self.memory_limit = memory_limit
         self.root = Path(".")
+        self._names: dict[str, str] = {}
+        self._references: set[str] = set()  # patient references of the NDJSON rows
 
     def _connect(self, trial: Trial) -> duckdb.DuckDBPyConnection:
         con = duckdb.connect(config={"threads": self.threads} if self.threads else {})
@@ -70,13 +71,19 @@ class DuckDBEngine:
             return [], []
         self._view(con, files)
         try:
-            # two passes, each streaming: the keys that match (small), then those rows whole
-            con.execute(f"CREATE OR REPLACE TEMP TABLE matched AS {matched_sql()}")
+            # two passes, each streaming: the keys that match and the patient references
+            # (small), then the matching rows whole
+            con.execute(f"CREATE OR REPLACE TEMP TABLE first_pass AS {matched_sql()}")
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE matched AS SELECT value AS key FROM first_pass WHERE kind = 'key'"
+            )
+            self._references.update(
+                r for (r,) in con.execute("SELECT value FROM first_pass WHERE kind = 'ref'").fetchall()
+            )
             cursor = con.execute(self._kept_query)
-            names = [d[0] for d in cursor.description or []]
             items: list[Item] = []
             while batch := cursor.fetchmany(_BATCH):
-                items.extend(self._item(names, row) for row in batch)
+                items.extend(self._item(filename, text) for filename, text in batch)
             return items, []
         except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:  # the data, not the query
             if len(files) == 1:
@@ -91,13 +98,13 @@ class DuckDBEngine:
             second, bad_second = self._reduce(con, files[half:])
             return first + second, bad_first + bad_second
 
-    def _item(self, names: list[str], row: tuple[Any, ...]) -> Item:
-        resource = dict(zip(names, row, strict=True))  # nulls stand for absent (facts.py)
-        name = self._names.get(resource["filename"])
-        if name is None:
-            name = self._names[resource["filename"]] = self._name(Path(resource["filename"]))
+    def _item(self, filename: str, text: str) -> Item:
+        resource = orjson.loads(text)  # nulls stand for absent (facts.py)
         del resource["filename"]
-        if isinstance(resource.get("contained"), str):  # a JSON column arrives as text
+        name = self._names.get(filename)
+        if name is None:
+            name = self._names[filename] = self._name(Path(filename))
+        if isinstance(resource.get("contained"), str):  # a JSON column may arrive as text
             resource["contained"] = orjson.loads(resource["contained"])
         return Item(resource, row_origin(name, resource.get("resourceType"), resource.get("id")))
 
@@ -111,7 +118,7 @@ class DuckDBEngine:
         if folder is None:  # REST streams resources one page at a time: nothing to scan
             return PythonEngine().collect(trial, source)
         self.root = folder.root
-        self._names: dict[str, str] = {}
+        self._names, self._references = {}, set()
         files = folder.files()
         ndjson = [f for f in files if f.suffix.lower() == ".ndjson"]
         catalogue = Catalogue()
@@ -133,7 +140,8 @@ class DuckDBEngine:
             if file_of(item.origin) not in skip:
                 catalogue.add(item)
         readable = [p for p in ndjson if p not in fallback]
-        if readable:
+        known = {f"Patient/{p}" for p in catalogue.patients}
+        if readable and not self._references <= known:  # some reference needs a closer look
             self._orphans(con, catalogue, readable)
         log.info("DuckDB reduced %d NDJSON files (%d read by the Python reader instead)", len(readable), len(fallback))
         con.close()

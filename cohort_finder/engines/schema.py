@@ -179,24 +179,37 @@ WHERE {_always_kept(tables)}
 
 
 def matched_sql() -> str:
-    """Step 1 of the streaming shape (DuckDB): the keys of clinical rows with a coding in the
-    trial's tokens (`trial_tokens(token)`, `system|code`) or ICD-10 categories. Codings are
-    unnested row by row and tested against small tables, so memory holds the matches only."""
+    """Step 1 of the streaming shape (DuckDB): one scan that gives two things, as rows
+    (kind, value): the keys of clinical rows with a coding in the trial's tokens
+    (`trial_tokens(token)`, `system|code`) or ICD-10 categories (kind 'key'), and every distinct
+    patient reference of the rows that are not Patients or Medications (kind 'ref'), so the
+    orphan check scans again only when some reference is not `Patient/<id>` of a known
+    patient. Codings are unnested row by row (a row without any is kept as one NULL, for its
+    reference) and tested against small tables: memory holds the matches and references."""
     icd_systems = ", ".join(_sql_text(s) for s in sorted(ICD10_SYSTEMS))
     return f"""
-SELECT DISTINCT k.filename || '|' || k.resourceType || '|' || k.id AS key
-FROM (SELECT r.filename, r.resourceType, r.id, unnest({_codings("r")}) AS c
-      FROM resources AS r WHERE r.resourceType IN ({_clinical()})) AS k
-WHERE k.c.system || '|' || k.c.code IN (SELECT token FROM trial_tokens)
-   OR (k.c.system IN ({icd_systems})
-       AND substr(upper(replace(k.c.code, '.', '')), 1, 3) IN (SELECT category FROM trial_icd))
+SELECT CASE WHEN grouping(key) = 0 THEN 'key' ELSE 'ref' END AS kind, coalesce(key, ref) AS value
+FROM (
+  SELECT k.ref,
+    CASE WHEN k.resourceType IN ({_clinical()})
+          AND (k.c.system || '|' || k.c.code IN (SELECT token FROM trial_tokens)
+               OR (k.c.system IN ({icd_systems})
+                   AND substr(upper(replace(k.c.code, '.', '')), 1, 3) IN (SELECT category FROM trial_icd)))
+         THEN k.filename || '|' || k.resourceType || '|' || k.id END AS key
+  FROM (SELECT r.filename, r.resourceType, r.id, coalesce(r.subject.reference, r.patient.reference) AS ref,
+               unnest(CASE WHEN len({_codings("r")}) = 0 THEN [NULL] ELSE {_codings("r")} END) AS c
+        FROM resources AS r WHERE r.resourceType NOT IN ('Patient', 'Medication')) AS k
+) AS m
+GROUP BY GROUPING SETS ((key), (ref))
+HAVING coalesce(key, ref) IS NOT NULL
 """
 
 
 def kept_sql(tables: ReduceTables) -> str:
-    """Step 2: every kept row, whole (`matched(key)` from step 1)."""
+    """Step 2: every kept row, whole (`matched(key)` from step 1), as its file's name and the
+    row as JSON text: orjson turns that into Python faster than DuckDB's own row conversion."""
     return f"""
-SELECT r.* FROM resources AS r
+SELECT r.filename, to_json(r)::VARCHAR AS resource FROM resources AS r
 WHERE {_always_kept(tables)}
    OR (r.resourceType IN ({_clinical()})
        AND r.filename || '|' || r.resourceType || '|' || r.id IN (SELECT key FROM matched))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import json
 import shutil
 from collections.abc import Iterator
 from datetime import date
@@ -23,6 +22,7 @@ from cohort_finder.sources.base import Item
 from cohort_finder.sources.files import FileSource
 
 from ..paths import CRITERIA
+from .odd_inputs import obs, odd_folder
 
 pytestmark = [
     pytest.mark.spark,
@@ -85,7 +85,7 @@ LEFT JOIN patient_urls AS u ON u.url = coalesce(k.subject.reference, k.patient.r
         catalogue = Catalogue(full_urls=dict(full_urls))
         for pid in patients:
             catalogue.add(Item({"resourceType": "Patient", "id": pid}, "p"))
-        catalogue.add(Item(_obs("o", row["ref"]), "o"))
+        catalogue.add(Item(obs("o", row["ref"]), "o"))
         by_patient, _ = catalogue.link()
         linked = next((pid for pid, facts in by_patient.items() if facts), None)
         for key in (row["pkey"], patient_key(row["ref"], full_urls)):
@@ -107,44 +107,6 @@ def test_schema_translates() -> None:
     assert schema["valueQuantity"].dataType.simpleString().startswith("struct<value:double")
 
 
-def _lines(path: Path, *resources: dict[str, Any] | str) -> None:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in resources))
-
-
-def _obs(rid: str, ref: str, code: str = "4548-4", value: Any = 8.1) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "id": rid,
-        "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
-        "subject": {"reference": ref},
-        "effectiveDateTime": "2026-05-01",
-        "valueQuantity": {"value": value, "unit": "%", "system": "http://unitsofmeasure.org", "code": "%"},
-    }
-
-
-def _odd_folder(tmp_path: Path) -> Path:
-    patient = {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1960-01-01"}
-    _lines(tmp_path / "Patient.ndjson", patient, {**patient, "id": "p2"})
-    _lines(
-        tmp_path / "Observation.ndjson",
-        _obs("o1", "http://x.org/fhir/Patient/p1/_history/2"),
-        _obs("o2", "Patient/ghost"),  # kept, orphan
-        _obs("o3", "Patient/ghost", code="0000-0"),  # not kept, orphan all the same
-        _obs("o4", "Group/1"),
-        _obs("o5", "Patient/p2", value=13.5),
-    )
-    _lines(
-        tmp_path / "Encounter.ndjson",
-        {"resourceType": "Encounter", "id": "e1", "subject": {"reference": "Patient/nobody"}},
-    )
-    _lines(tmp_path / "wrong-type.ndjson", _obs("o6", "Patient/p1", value="high"))  # the Python reader names it
-    # Not here: a line without resourceType, or a Bundle on a line, that the reduce does not keep
-    # goes unnoticed by both SQL engines (schema.reduce_sql keeps neither, so neither is seen).
-    _lines(tmp_path / "urn.ndjson", _obs("o8", "urn:uuid:nowhere"))
-    return tmp_path
-
-
 class _CollectOnly:
     """The Spark engine through the Engine protocol alone: rows collected to the driver."""
 
@@ -162,7 +124,7 @@ class _CollectOnly:
 
 @pytest.mark.parametrize("path", ["evaluate", "collect"])
 def test_odd_inputs_give_what_the_python_engine_gives(engine: Any, tmp_path: Path, path: str) -> None:
-    folder = _odd_folder(tmp_path)
+    folder = odd_folder(tmp_path)
     trial = load_trial(CRITERIA / "nct07183761.yaml")
     as_of = date(2026, 6, 30)
     expected = evaluate_source(trial, FileSource(folder), as_of, "t", PythonEngine())

@@ -106,6 +106,12 @@ mappings_option = click.option(
     help="Who does the reduce step: duckdb (default for folders and Bulk caches), spark, or python.",
 )
 @click.option("--spark-master", default=None, help="Spark master URL for --engine spark [default: local[*]].")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes that evaluate and render patients [default: one per core; runs under 4,000 patients use one].",
+)
 def run(
     criteria_path: Path,
     source: str,
@@ -120,6 +126,7 @@ def run(
     refresh: bool,
     engine: str,
     spark_master: str | None,
+    workers: int | None,
 ) -> None:
     """Evaluate every patient in SOURCE against a trial's criteria.
 
@@ -143,14 +150,14 @@ def run(
             out_dir,
             source,
             get_engine(chosen, spark_master),
+            workers,
         )
     except CohortFinderError as exc:
         _fail(exc)
         return
-    result = summary.result
-    counts = {s: sum(1 for p in result.patients if p.status.value == s) for s in ("candidate", "possible", "excluded")}
+    result, counts = summary.result, summary.counts
     click.echo(
-        f"{result.trial_id} as of {result.as_of}: {len(result.patients)} patients: "
+        f"{result.trial_id} as of {result.as_of}: {summary.patients} patients: "
         f"{counts['candidate']} candidate, {counts['possible']} possible, {counts['excluded']} excluded; "
         f"{len(result.errors)} errors"
     )

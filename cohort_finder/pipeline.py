@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -22,18 +22,24 @@ from .criteria import Trial
 from .engines import Engine, PythonEngine
 from .evaluate import evaluate_patient
 from .evaluate.plan import plan_for
-from .model import ALL_PATIENTS, PatientRecord, PatientResult, RunError, RunResult
-from .progress import Progress
-from .report import write_reports
+from .model import ALL_PATIENTS, Fact, PatientFact, PatientRecord, PatientResult, RunError, RunResult, Status
+from .report import PatientRenderer, write_rendered
+from .report.rendered import incomplete_patients
 from .sources.base import Source
+from .workers import evaluate_and_render
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
-    result: RunResult
+    result: RunResult  # without its patients: they went to the outputs
+    counts: dict[str, int]  # patients by status
     outputs: list[Path]
+
+    @property
+    def patients(self) -> int:
+        return sum(self.counts.values())
 
     @property
     def exit_code(self) -> int:
@@ -88,6 +94,47 @@ class Evaluated:
     kept: int  # rows the trial's value sets use
 
 
+@dataclass(frozen=True, slots=True)
+class Linked:
+    """A catalogue linked: every patient's facts, and the errors (named, placed)."""
+
+    patients: dict[str, PatientFact]
+    by_patient: dict[str, list[Fact]]
+    errors: list[RunError]
+    incomplete: dict[str, set[str]]  # patient id -> resource types that could not be read
+
+    @property
+    def ids(self) -> list[str]:
+        return sorted(self.by_patient)
+
+
+def link(
+    catalogue: Catalogue, place: Callable[[RunError], RunError] = lambda e: e, known_errors: Sequence[RunError] = ()
+) -> Linked:
+    """`known_errors`, found outside the catalogue, only mark the data of the patients they
+    name as incomplete."""
+    by_patient, link_errors = catalogue.link()
+    errors, incomplete = name_errors(catalogue, catalogue.errors + link_errors, place)
+    if known_errors:
+        for pid, kinds in _name_patients(catalogue, list(known_errors))[1].items():
+            incomplete.setdefault(pid, set()).update(kinds)
+    return Linked(catalogue.patients, by_patient, errors, incomplete)
+
+
+def evaluate_patients(trial: Trial, linked: Linked, as_of: date, ids: Sequence[str]) -> tuple[list[PatientResult], int]:
+    """Evaluate these patients (criteria.py's rules, evaluate/); also the number of rows the
+    trial's rules can use. The evaluation plan (and its caches) is one per process."""
+    plan = plan_for(trial, as_of)
+    kept = 0
+    patients = []
+    for pid in ids:
+        facts, relevant = plan.relevant(linked.by_patient[pid])  # the rows some rule can use
+        kept += len(facts)
+        record = PatientRecord(linked.patients[pid], facts, linked.incomplete.get(pid, set()))
+        patients.append(evaluate_patient(trial, record, as_of, plan, relevant))
+    return patients, kept
+
+
 def evaluate_catalogue(
     trial: Trial,
     catalogue: Catalogue,
@@ -96,25 +143,10 @@ def evaluate_catalogue(
     known_errors: Sequence[RunError] = (),
 ) -> Evaluated:
     """Link, reduce and evaluate every patient of a catalogue: the whole source's (python and
-    duckdb engines), or one patient's (a Spark group). `known_errors`, found outside the
-    catalogue, only mark the data of the patients they name as incomplete. The trial's
-    evaluation plan (and its caches) is one per process, however many catalogues (Spark groups)."""
-    by_patient, link_errors = catalogue.link()
-    errors, incomplete = name_errors(catalogue, catalogue.errors + link_errors, place)
-    if known_errors:
-        for pid, kinds in _name_patients(catalogue, list(known_errors))[1].items():
-            incomplete.setdefault(pid, set()).update(kinds)
-    plan = plan_for(trial, as_of)
-    kept = 0
-    patients = []
-    with Progress(len(by_patient), "patients") as progress:
-        for pid in sorted(by_patient):
-            facts, relevant = plan.relevant(by_patient[pid])  # the rows some rule can use
-            kept += len(facts)
-            record = PatientRecord(catalogue.patients[pid], facts, incomplete.get(pid, set()))
-            patients.append(evaluate_patient(trial, record, as_of, plan, relevant))
-            progress.update()
-    return Evaluated(patients, errors, kept)
+    duckdb engines), or one patient's (a Spark group)."""
+    linked = link(catalogue, place, known_errors)
+    patients, kept = evaluate_patients(trial, linked, as_of, linked.ids)
+    return Evaluated(patients, linked.errors, kept)
 
 
 @runtime_checkable
@@ -125,31 +157,21 @@ class EvaluatingEngine(Protocol):
     def evaluate(self, trial: Trial, source: Source, as_of: date) -> Evaluated: ...
 
 
-def evaluate_source(
-    trial: Trial, source: Source, as_of: date, source_label: str, engine: Engine | None = None
-) -> RunResult:
-    started = time.monotonic()
-    units.warm_up()
-    engine = engine or PythonEngine()
-    if isinstance(engine, EvaluatingEngine):
-        done = engine.evaluate(trial, source, as_of)
-    else:
-        catalogue = engine.collect(trial, source)
-        log.info(
-            "%s engine: %d resources read into Python: %d patients, %d clinical resources, %d errors",
-            engine.name,
-            catalogue.resources_read,
-            len(catalogue.patients),
-            len(catalogue.facts),
-            len(catalogue.errors),
-        )
-        done = evaluate_catalogue(trial, catalogue, as_of, engine.place)
+def _collect(trial: Trial, source: Source, engine: Engine) -> Linked:
+    catalogue = engine.collect(trial, source)
     log.info(
-        "kept %d rows the trial's value sets use; evaluated %d patients in %.2f s",
-        done.kept,
-        len(done.patients),
-        time.monotonic() - started,
+        "%s engine: %d resources read into Python: %d patients, %d clinical resources, %d errors",
+        engine.name,
+        catalogue.resources_read,
+        len(catalogue.patients),
+        len(catalogue.facts),
+        len(catalogue.errors),
     )
+    return link(catalogue, engine.place)
+
+
+def _header(trial: Trial, as_of: date, source_label: str, errors: Sequence[RunError]) -> RunResult:
+    """The run without its patients (they are added, or rendered, by the caller)."""
     return RunResult(
         trial_id=trial.id,
         trial_title=trial.title,
@@ -157,8 +179,34 @@ def evaluate_source(
         source=source_label,
         generated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         criteria=tuple(c.info for c in trial.criteria),
-        patients=tuple(done.patients),
-        errors=tuple(done.errors),
+        patients=(),
+        errors=tuple(errors),
+    )
+
+
+def evaluate_source(
+    trial: Trial, source: Source, as_of: date, source_label: str, engine: Engine | None = None
+) -> RunResult:
+    """Every patient's results, in memory (library use and tests; `run` renders as it goes)."""
+    started = time.monotonic()
+    units.warm_up()
+    engine = engine or PythonEngine()
+    if isinstance(engine, EvaluatingEngine):
+        done = engine.evaluate(trial, source, as_of)
+    else:
+        linked = _collect(trial, source, engine)
+        patients, kept = evaluate_patients(trial, linked, as_of, linked.ids)
+        done = Evaluated(patients, linked.errors, kept)
+    _log_evaluated(done.kept, len(done.patients), started)
+    return replace(_header(trial, as_of, source_label, done.errors), patients=tuple(done.patients))
+
+
+def _log_evaluated(kept: int, patients: int, started: float) -> None:
+    log.info(
+        "kept %d rows the trial's value sets use; evaluated %d patients in %.2f s",
+        kept,
+        patients,
+        time.monotonic() - started,
     )
 
 
@@ -178,15 +226,45 @@ def _without_cycle_collection() -> Iterator[None]:
 
 
 def run(
-    trial: Trial, source: Source, as_of: date, out_dir: Path, source_label: str, engine: Engine | None = None
+    trial: Trial,
+    source: Source,
+    as_of: date,
+    out_dir: Path,
+    source_label: str,
+    engine: Engine | None = None,
+    workers: int | None = None,
 ) -> RunSummary:
+    """The main command: evaluate, render and write. Patients are evaluated and rendered by
+    `workers` processes (default: one per core; see workers.py), except on engines that
+    evaluate where the data are (Spark)."""
+    started = time.monotonic()
+    engine = engine or PythonEngine()
     with _without_cycle_collection():
-        result = evaluate_source(trial, source, as_of, source_label, engine)
-        outputs = write_reports(result, out_dir)
+        units.warm_up()
+        if isinstance(engine, EvaluatingEngine):
+            done = engine.evaluate(trial, source, as_of)
+            header = _header(trial, as_of, source_label, done.errors)
+            renderer = PatientRenderer(header.criteria, incomplete_patients(done.errors))
+            rendered, kept = renderer.render(done.patients), done.kept
+        else:
+            linked = _collect(trial, source, engine)
+            header = _header(trial, as_of, source_label, linked.errors)
+            incomplete = incomplete_patients(linked.errors)
+            rendered, kept = evaluate_and_render(
+                linked.ids,
+                lambda ids: evaluate_patients(trial, linked, as_of, ids),
+                lambda: PatientRenderer(header.criteria, incomplete),
+                workers,
+            )
+        _log_evaluated(kept, len(rendered), started)
+        outputs = write_rendered(header, rendered, out_dir)
+    counts = {s.value: sum(1 for p in rendered if p.status is s) for s in Status}
     log.info(
         "patients %d: candidate %d, possible %d, excluded %d; errors %d",
-        len(result.patients),
-        *(sum(1 for p in result.patients if p.status.value == s) for s in ("candidate", "possible", "excluded")),
-        len(result.errors),
+        len(rendered),
+        counts["candidate"],
+        counts["possible"],
+        counts["excluded"],
+        len(header.errors),
     )
-    return RunSummary(result, outputs)
+    return RunSummary(header, counts, outputs)

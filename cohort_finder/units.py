@@ -61,6 +61,11 @@ def _registry() -> Any:
         return _registry_unlocked()
 
 
+def ready() -> None:
+    """Wait until the UCUM registry is built (building it here if nobody has started)."""
+    _registry()
+
+
 def warm_up() -> threading.Thread:
     """Build the UCUM registry in the background (the engine's scan releases the GIL)."""
     thread = threading.Thread(target=_registry, name="ucum-warm-up", daemon=True)

@@ -7,16 +7,27 @@ previous outputs in OUT_DIR untouched; each is then written atomically with mode
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from cohort_finder.model import RunResult
+from cohort_finder.model import RunResult, Status
+from cohort_finder.report import html_report
 from cohort_finder.report.atomic import commit, discard, stage, write_atomic
-from cohort_finder.report.csv_report import render_csv
-from cohort_finder.report.html_report import render_html
-from cohort_finder.report.json_report import json_chunks, render_json
+from cohort_finder.report.csv_report import CsvRows, render_csv
+from cohort_finder.report.html_report import SECTIONS, page_html
+from cohort_finder.report.json_report import json_chunks, render_json, summary
+from cohort_finder.report.rendered import PatientRenderer, RenderedPatient, incomplete_patients
 
-__all__ = ["render_csv", "render_html", "render_json", "write_atomic", "write_reports"]
+__all__ = [
+    "PatientRenderer",
+    "RenderedPatient",
+    "render_csv",
+    "render_html",
+    "render_json",
+    "write_atomic",
+    "write_rendered",
+    "write_reports",
+]
 
 _DIR_MODE = 0o700
 
@@ -39,15 +50,24 @@ def _ensure_dir(out_dir: Path) -> None:
 
 
 def write_reports(run: RunResult, out_dir: Path) -> list[Path]:
-    """Write candidates.json, candidates.csv and report.html into `out_dir`; return their paths
-    in that order. All three are written to temporary files first and renamed into place only
-    when every one is complete, so a failure leaves the previous run's outputs as they were."""
+    """Write candidates.json, candidates.csv and report.html for a run holding its patients'
+    results; return their paths in that order."""
+    renderer = PatientRenderer(run.criteria, incomplete_patients(run.errors))
+    return write_rendered(run, renderer.render(run.patients), out_dir)
+
+
+def write_rendered(run: RunResult, patients: Sequence[RenderedPatient], out_dir: Path) -> list[Path]:
+    """Write the three outputs from patients already rendered (sorted by id); `run` gives the
+    rest (its own `patients` is not read). All three are written to temporary files first and
+    renamed into place only when every one is complete, so a failure leaves the previous
+    run's outputs as they were."""
     out_dir = Path(out_dir)
     _ensure_dir(out_dir)
+    counts = summary((p.status for p in patients), len(run.errors))
     outputs: list[tuple[str, Callable[[], Iterable[bytes]]]] = [
-        ("candidates.json", lambda: json_chunks(run)),  # streamed: the big one
-        ("candidates.csv", lambda: [render_csv(run)]),
-        ("report.html", lambda: [render_html(run)]),
+        ("candidates.json", lambda: json_chunks(run, counts, (p.json for p in patients))),
+        ("candidates.csv", lambda: [CsvRows(run.criteria).header(), *(p.csv for p in patients)]),
+        ("report.html", lambda: [page(run, counts, patients)]),
     ]
     staged: list[tuple[Path, Path]] = []
     try:
@@ -58,3 +78,21 @@ def write_reports(run: RunResult, out_dir: Path) -> list[Path]:
         raise
     commit(staged)
     return [path for _, path in staged]
+
+
+def page(run: RunResult, counts: dict[str, int], patients: Sequence[RenderedPatient]) -> bytes:
+    """report.html from the patients' cards, or one line per excluded patient when there are
+    more than COMPACT_EXCLUDED of them."""
+    sections = []
+    for status, label in SECTIONS:
+        mine = [p for p in patients if p.status is status]
+        compact = status is Status.EXCLUDED and len(mine) > html_report.COMPACT_EXCLUDED
+        fragments = [(p.line if compact else p.card) or "" for p in mine]
+        sections.append((label, status.value, fragments, compact))
+    return page_html(run, counts, sections)
+
+
+def render_html(run: RunResult) -> bytes:
+    """report.html bytes for a run holding its patients' results."""
+    patients = PatientRenderer(run.criteria, incomplete_patients(run.errors)).render(run.patients)
+    return page(run, summary((p.status for p in patients), len(run.errors)), patients)

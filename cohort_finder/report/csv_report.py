@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 
-from cohort_finder.model import RunResult
+from cohort_finder.model import CriterionInfo, PatientResult, RunResult
 
 _FIXED_COLUMNS = ("id", "status", "age", "gender")
 # Characters a spreadsheet treats as the start of a formula (OWASP's list).
@@ -32,17 +33,32 @@ def _cell(value: object) -> str:
     return guard_cell(str(value))
 
 
-def render_csv(run: RunResult) -> bytes:
-    """candidates.csv bytes: UTF-8, header row, "\\n" line endings."""
-    criterion_ids = [c.id for c in run.criteria]  # criteria-file order, `alive` first
-    buf = io.StringIO(newline="")
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([_cell(h) for h in (*_FIXED_COLUMNS, *criterion_ids)])
-    for p in run.patients:
+class CsvRows:
+    """candidates.csv a row at a time: UTF-8, "\\n" line endings, the header first."""
+
+    def __init__(self, criteria: Sequence[CriterionInfo]) -> None:
+        self.criterion_ids = [c.id for c in criteria]  # criteria-file order, `alive` first
+        self._buf = io.StringIO(newline="")
+        self._writer = csv.writer(self._buf, lineterminator="\n")
+
+    def _take(self, row: list[object]) -> bytes:
+        self._writer.writerow([_cell(v) for v in row])
+        text = self._buf.getvalue()
+        self._buf.seek(0)
+        self._buf.truncate()
+        return text.encode("utf-8")
+
+    def header(self) -> bytes:
+        return self._take([*_FIXED_COLUMNS, *self.criterion_ids])
+
+    def row(self, p: PatientResult) -> bytes:
         # Look results up by id rather than zipping by position, so a patient whose criteria
         # list were ever shorter or reordered cannot shift values into the wrong column.
         results = {cr.id: cr.result.value for cr in p.criteria}
-        row = [p.id, p.status.value, p.age, p.gender]
-        row += [results.get(cid) for cid in criterion_ids]
-        writer.writerow([_cell(v) for v in row])
-    return buf.getvalue().encode("utf-8")
+        return self._take([p.id, p.status.value, p.age, p.gender, *(results.get(c) for c in self.criterion_ids)])
+
+
+def render_csv(run: RunResult) -> bytes:
+    """candidates.csv bytes: UTF-8, header row, "\\n" line endings."""
+    rows = CsvRows(run.criteria)
+    return rows.header() + b"".join(rows.row(p) for p in run.patients)

@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from cohort_finder.model import (
     CriterionResult,
@@ -22,7 +24,6 @@ from cohort_finder.model import (
     RunResult,
     Status,
 )
-from cohort_finder.report.json_report import summary
 
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -127,13 +128,21 @@ def _row(cr: CriterionResult, texts: dict[str, str]) -> CriterionRow:
     )
 
 
-def _card(p: PatientResult, texts: dict[str, str], shared: dict[int, CriterionRow]) -> PatientCard:
+SharedRows = dict[tuple[str, str, str, str | None], CriterionRow]
+
+
+def _card(p: PatientResult, texts: dict[str, str], shared: SharedRows) -> PatientCard:
     rows = []
     for cr in p.criteria:
-        # one row per shared result object (see json_report._patient)
-        row = shared.get(id(cr))
+        if cr.evidence:
+            rows.append(_row(cr, texts))
+            continue
+        # results without evidence repeat across patients: one row each (keyed by value, never
+        # by identity, as results are freed batch by batch and their ids reused)
+        key = (cr.id, cr.kind, cr.result.value, cr.note)
+        row = shared.get(key)
         if row is None:
-            row = shared[id(cr)] = _row(cr, texts)
+            row = shared[key] = _row(cr, texts)
         rows.append(row)
     wanted = {Status.EXCLUDED: "bad", Status.POSSIBLE: "unknown"}.get(p.status)
     return PatientCard(
@@ -160,25 +169,28 @@ def _compact(p: PatientResult) -> PatientCard:
     return PatientCard(patient=p, rows=(), manual=(), deciding=deciding)
 
 
-def render_html(run: RunResult) -> bytes:
-    """report.html bytes (UTF-8), self-contained: inline CSS, no scripts, no external links."""
-    texts = {c.id: c.text for c in run.criteria}
-    compact = run.count(Status.EXCLUDED) > COMPACT_EXCLUDED
-    # contract §4: a patient whose data could not all be read is named, here too
-    incomplete = {e.patient_id for e in run.errors if e.patient_id}
-    shared: dict[int, CriterionRow] = {}
-    sections = [
-        (
-            label,
-            status.value,
-            [
-                _compact(p) if compact and status is Status.EXCLUDED else _card(p, texts, shared)
-                for p in run.patients
-                if p.status is status
-            ],
-        )
-        for status, label in _SECTIONS
-    ]
+@lru_cache(maxsize=1)
+def _patient_macros() -> Any:
+    return _environment().get_template("patient.html.j2").module
+
+
+def card_html(p: PatientResult, texts: dict[str, str], shared: SharedRows, incomplete: bool) -> str:
+    """A patient's full card (autoescaped Markup, as text)."""
+    return str(_patient_macros().full(_card(p, texts, shared), incomplete))
+
+
+def line_html(p: PatientResult) -> str:
+    """An excluded patient's one line (autoescaped Markup, as text)."""
+    return str(_patient_macros().line(_compact(p)))
+
+
+def page_html(run: RunResult, counts: dict[str, int], sections: list[tuple[str, str, list[str], bool]]) -> bytes:
+    """report.html bytes (UTF-8), self-contained: inline CSS, no scripts, no external links.
+    `sections`: (label, status, rendered patients, compact?) in display order; the patients'
+    fragments were rendered by card_html/line_html, so they are marked safe here."""
     template = _environment().get_template("report.html.j2")
-    html = template.render(run=run, summary=summary(run), sections=sections, incomplete=incomplete)
-    return html.encode("utf-8")
+    safe = [(label, status, [Markup(f) for f in fragments], compact) for label, status, fragments, compact in sections]
+    return template.render(run=run, summary=counts, sections=safe).encode("utf-8")
+
+
+SECTIONS = _SECTIONS

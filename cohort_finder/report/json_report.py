@@ -29,14 +29,15 @@ from cohort_finder.model import (
 _OPTIONAL_EVIDENCE = ("original_value", "original_unit", "uln", "uln_source", "matched_by")
 
 
-def summary(run: RunResult) -> dict[str, int]:
+def summary(statuses: Iterable[Status], errors: int) -> dict[str, int]:
     """The counts both the JSON and the HTML show; one definition so they cannot disagree."""
+    listed = list(statuses)
     return {
-        "patients": len(run.patients),
-        "candidate": run.count(Status.CANDIDATE),
-        "possible": run.count(Status.POSSIBLE),
-        "excluded": run.count(Status.EXCLUDED),
-        "errors": len(run.errors),
+        "patients": len(listed),
+        "candidate": listed.count(Status.CANDIDATE),
+        "possible": listed.count(Status.POSSIBLE),
+        "excluded": listed.count(Status.EXCLUDED),
+        "errors": errors,
     }
 
 
@@ -65,7 +66,15 @@ def _criterion_result(cr: CriterionResult) -> dict[str, Any]:
     return out
 
 
-def _patient(p: PatientResult, shared: dict[tuple[str, str, str, str | None], orjson.Fragment]) -> dict[str, Any]:
+SharedResults = dict[tuple[str, str, str, str | None], orjson.Fragment]
+
+
+def patient_json(p: PatientResult, shared: SharedResults) -> bytes:
+    """The patient's line in candidates.json (compact)."""
+    return orjson.dumps(_patient(p, shared))
+
+
+def _patient(p: PatientResult, shared: SharedResults) -> dict[str, Any]:
     # No "name" key, on purpose (see module docstring).
     criteria: list[Any] = []
     for cr in p.criteria:
@@ -102,29 +111,30 @@ def _array(key: str, items: Iterable[bytes], last: bool = False) -> Iterator[byt
     yield (head + b"]" if first else b"\n  ]") + (b"\n" if last else b",\n")
 
 
-def json_chunks(run: RunResult) -> Iterator[bytes]:
+def json_chunks(run: RunResult, counts: dict[str, int], patients: Iterable[bytes]) -> Iterator[bytes]:
     """candidates.json as a stream of chunks: each top-level key on its own line, and each
-    criterion, patient and error on one line of its own (compact within), so a run-to-run
-    `diff` shows every changed patient as one changed line; fixed key order; trailing newline.
-    (Compact lines also make a hospital-sized file about 40 % smaller than a fully indented
-    one, and streaming keeps it out of memory.)"""
+    criterion, patient (`patients`: their lines from patient_json, sorted by id) and error
+    on one line of its own (compact within), so a run-to-run `diff` shows every changed
+    patient as one changed line; fixed key order; trailing newline. (Compact lines also make
+    a hospital-sized file about 40 % smaller than a fully indented one, and streaming keeps
+    it out of memory.)"""
     yield b"{\n"
     for key, value in (
         ("trial", {"id": run.trial_id, "title": run.trial_title}),
         ("as_of", run.as_of),
         ("source", run.source),
         ("generated_at", run.generated_at),
-        ("summary", summary(run)),
+        ("summary", counts),
     ):
         yield f'  "{key}": '.encode() + orjson.dumps(value) + b",\n"
     yield from _array("criteria", (orjson.dumps(_criterion_info(c)) for c in run.criteria))
-    shared: dict[tuple[str, str, str, str | None], orjson.Fragment] = {}
-    # Order as given: the pipeline already sorted patients by id (contract §2).
-    yield from _array("patients", (orjson.dumps(_patient(p, shared)) for p in run.patients))
+    yield from _array("patients", patients)
     yield from _array("errors", (orjson.dumps(_error(e)) for e in run.errors), last=True)
     yield b"}\n"
 
 
 def render_json(run: RunResult) -> bytes:
-    """candidates.json bytes (json_chunks, joined)."""
-    return b"".join(json_chunks(run))
+    """candidates.json bytes for a run holding its patients' results."""
+    shared: SharedResults = {}
+    counts = summary((p.status for p in run.patients), len(run.errors))
+    return b"".join(json_chunks(run, counts, (patient_json(p, shared) for p in run.patients)))

@@ -381,10 +381,10 @@ def test_render_failure_does_not_clobber_outputs(
     write_reports(run, tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
 
-    def broken(_: RunResult) -> bytes:
+    def broken(*_: object) -> bytes:
         raise RuntimeError("template bug")
 
-    monkeypatch.setattr(report, "render_html", broken)
+    monkeypatch.setattr(report, "page", broken)  # the last output to be rendered
     changed = replace(run, generated_at="2027-01-01T00:00:00Z")
     with pytest.raises(RuntimeError, match="template bug"):
         write_reports(changed, tmp_path)

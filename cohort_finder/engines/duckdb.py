@@ -100,7 +100,7 @@ class DuckDBEngine:
 
     def _item(self, filename: str, text: str) -> Item:
         resource = orjson.loads(text)  # nulls stand for absent (facts.py)
-        del resource["filename"]
+        resource.pop("filename", None)  # a row of a type without declared columns comes whole
         name = self._names.get(filename)
         if name is None:
             name = self._names[filename] = self._name(Path(filename))

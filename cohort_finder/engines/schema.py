@@ -73,6 +73,47 @@ COLUMNS: dict[str, str] = {
 
 CLINICAL = tuple(sorted(CLINICAL_TYPES))  # the types facts.py turns into rows, in a stable order
 
+# The COLUMNS facts.py reads for each type: a kept row goes to Python with these only. (Every
+# declared column, null or not, made a hospital-sized run spend seconds building dicts of
+# nulls.) tests/engines/test_schema.py checks that facts.py gives the same row from a resource
+# with every column filled as from its projection here.
+_COMMON = ("resourceType", "id", "meta", "status", "subject", "patient")
+_MEDICATION_USE = (*_COMMON, "medicationCodeableConcept", "medicationReference", "contained")
+TYPE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "Condition": (
+        *_COMMON,
+        "code",
+        "clinicalStatus",
+        "verificationStatus",
+        "onsetDateTime",
+        "onsetPeriod",
+        "onsetString",
+        "recordedDate",
+        "abatementDateTime",
+        "abatementPeriod",
+        "abatementString",
+        "abatementBoolean",
+        "abatementAge",
+        "abatementRange",
+    ),
+    "Observation": (
+        *_COMMON,
+        "code",
+        "effectiveDateTime",
+        "effectivePeriod",
+        "issued",
+        "valueQuantity",
+        "valueCodeableConcept",
+        "valueString",
+        "referenceRange",
+    ),
+    "Procedure": (*_COMMON, "code", "performedDateTime", "performedPeriod"),
+    "MedicationStatement": (*_MEDICATION_USE, "effectivePeriod", "effectiveDateTime"),
+    "MedicationRequest": (*_MEDICATION_USE, "intent", "authoredOn", "dispenseRequest"),
+    "Patient": ("resourceType", "id", "meta", "gender", "birthDate", "deceasedBoolean", "deceasedDateTime", "name"),
+    "Medication": ("resourceType", "id", "meta", "code"),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class ReduceTables:
@@ -205,11 +246,24 @@ HAVING coalesce(key, ref) IS NOT NULL
 """
 
 
+def _as_json() -> str:
+    """A kept row as JSON text with its type's columns (TYPE_COLUMNS; any other type whole):
+    orjson turns that into Python faster than DuckDB's own row conversion."""
+    cases = []
+    for rtype, cols in TYPE_COLUMNS.items():
+        fields = ", ".join(f"{_quoted(c)} := r.{_quoted(c)}" for c in cols)
+        cases.append(f"WHEN {_sql_text(rtype)} THEN to_json(struct_pack({fields}))")
+    return f"(CASE r.resourceType {' '.join(cases)} ELSE to_json(r) END)::VARCHAR"
+
+
+def _quoted(name: str) -> str:
+    return '"' + name + '"'
+
+
 def kept_sql(tables: ReduceTables) -> str:
-    """Step 2: every kept row, whole (`matched(key)` from step 1), as its file's name and the
-    row as JSON text: orjson turns that into Python faster than DuckDB's own row conversion."""
+    """Step 2: every kept row (`matched(key)` from step 1), as its file's name and JSON text."""
     return f"""
-SELECT r.filename, to_json(r)::VARCHAR AS resource FROM resources AS r
+SELECT r.filename, {_as_json()} AS resource FROM resources AS r
 WHERE {_always_kept(tables)}
    OR (r.resourceType IN ({_clinical()})
        AND r.filename || '|' || r.resourceType || '|' || r.id IN (SELECT key FROM matched))

@@ -10,6 +10,7 @@ records (contract §4) instead of guessing.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -77,11 +78,20 @@ def codings_of(concept: Any, where: str = "code") -> tuple[tuple[Coding, ...], s
     raw = concept.get("coding") or []
     if not isinstance(raw, list):
         raise FactError(f"{where}.coding must be a list")
-    out = []
-    for c in raw:
-        if isinstance(c, dict) and isinstance(c.get("system"), str) and isinstance(c.get("code"), str):
-            out.append(Coding(c["system"].strip(), c["code"].strip(), _str(c.get("display"))))
-    return tuple(out), _str(concept.get("text"))
+    return _codings(tuple(_coding_key(c) for c in raw)), _str(concept.get("text"))
+
+
+def _coding_key(c: Any) -> tuple[str, str, str | None] | None:
+    if isinstance(c, dict) and isinstance(c.get("system"), str) and isinstance(c.get("code"), str):
+        return (c["system"], c["code"], _str(c.get("display")))
+    return None  # no system or no code: never matches, so not kept
+
+
+@functools.lru_cache(maxsize=65536)
+def _codings(keys: tuple[tuple[str, str, str | None] | None, ...]) -> tuple[Coding, ...]:
+    """Codings, built once per distinct list: a source repeats the same few thousand codes
+    across millions of resources, and equal facts then share their (immutable) codings."""
+    return tuple(Coding(system.strip(), code.strip(), display) for system, code, display in filter(None, keys))
 
 
 def _first_code(concept: Any) -> str | None:

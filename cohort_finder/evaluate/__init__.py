@@ -73,11 +73,19 @@ def evaluate_rule(rule: AnyRule, ctx: Context, plan: Plan | None = None) -> Outc
         outcome = logic.negate(evaluate_rule(rule.part, ctx, plan))
     else:
         leaf = _LEAVES[type(rule)]
-        if plan is not None and plan.unread(rule, ctx.relevant):
+        bit = plan.bit(rule) if plan is not None else 0
+        if not bit:
+            found = leaf.evaluate(rule, ctx)
+        elif not bit & ctx.relevant:
             # none of this patient's facts can matter to the rule: its no-data outcome, once a run
+            assert plan is not None
             found = plan.empty_outcome(rule, leaf.evaluate, lambda nobody: _like(ctx, nobody))
         else:
-            found = leaf.evaluate(rule, ctx)
+            ctx.view = bit  # the rule reads only the facts that can matter to it
+            try:
+                found = leaf.evaluate(rule, ctx)
+            finally:
+                ctx.view = -1
         outcome = _incomplete(leaf, found, ctx)
     return logic.remap(outcome, rule.outcome)
 
@@ -127,14 +135,19 @@ def patient_status(results: tuple[CriterionResult, ...]) -> Status:
 
 
 def evaluate_patient(
-    trial: Trial, record: PatientRecord, as_of: date, plan: Plan | None = None, relevant: int | None = None
+    trial: Trial,
+    record: PatientRecord,
+    as_of: date,
+    plan: Plan | None = None,
+    relevant: tuple[int, dict[int, int]] | None = None,
 ) -> PatientResult:
-    """`relevant`: the plan's bits for the record's facts, when the caller has them already."""
+    """`relevant`: the plan's bits for the record's facts (plan.relevant), when the caller
+    has them already."""
     plan = plan or plan_for(trial, as_of)
     if relevant is None:
-        relevant = plan.relevant(record.facts)[1]
+        relevant = plan.relevant(record.facts)[1:]
     ctx = Context(record, as_of, trial.terminology.converter, trial.terminology.known_medication_codes)
-    ctx.relevant = relevant
+    ctx.relevant, ctx.fact_bits = relevant
     results = tuple(evaluate_criterion(c, ctx, plan) for c in trial.criteria)
     ages = age_range(record.patient.birth_date, as_of)
     shown_age = ages[0] if ages and ages[0] == ages[1] else None

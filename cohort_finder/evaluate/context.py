@@ -20,8 +20,11 @@ class Context:
     as_of_text: str = ""
     # bits of the rules some fact of this patient can matter to (plan.Plan); -1: all of them
     relevant: int = -1
+    # the rule being evaluated sees only the facts that can matter to it (its bit; -1: all)
+    view: int = -1
     by_type: dict[str, list[Fact]] = field(default_factory=dict)
     _starts: dict[int, str] = field(default_factory=dict)
+    fact_bits: dict[int, int] = field(default_factory=dict)  # id(fact) -> its rules' bits (plan.Plan)
 
     def __post_init__(self) -> None:
         self.as_of_text = self.as_of.isoformat()
@@ -32,11 +35,13 @@ class Context:
 
     def facts(self, *types: str) -> list[Fact]:
         if len(types) == 1:  # the common case, asked for by every rule of every patient
-            return self.by_type.get(types[0], [])
-        out: list[Fact] = []
-        for rtype in types:
-            out.extend(self.by_type.get(rtype, ()))
-        return out
+            found = self.by_type.get(types[0], [])
+        else:
+            found = [f for rtype in types for f in self.by_type.get(rtype, ())]
+        if self.view == -1:
+            return found
+        fact_bits, view = self.fact_bits, self.view
+        return [f for f in found if fact_bits.get(id(f), 0) & view]
 
     def window_start(self, days: int) -> str:
         """First day of an N-day look-back: the day exactly N days before as-of counts.

@@ -100,20 +100,22 @@ class Plan:
             self._by_signature[key] = found
         return found
 
-    def relevant(self, facts: Iterable[Fact]) -> tuple[list[Fact], int]:
-        """The facts some rule can use, and the rules they matter to."""
-        kept, bits = [], 0
+    def relevant(self, facts: Iterable[Fact]) -> tuple[list[Fact], int, dict[int, int]]:
+        """The facts some rule can use, the rules they matter to, and each fact's rules (by
+        id(fact): the facts outlive the patient's evaluation)."""
+        kept, bits, each = [], 0, {}
         for fact in facts:
             fact_bits = self.bits_of(fact)
             if fact_bits:
                 kept.append(fact)
                 bits |= fact_bits
-        return kept, bits
+                each[id(fact)] = fact_bits
+        return kept, bits, each
 
-    def unread(self, leaf: AnyRule, relevant: int) -> bool:
-        """Does no fact of this patient matter to this rule (one that reads facts)?"""
+    def bit(self, leaf: AnyRule) -> int:
+        """The rule's bit; 0 for a rule that reads no facts (or whose reading is not stated)."""
         entry = self._readers.get(id(leaf))
-        return entry is not None and not entry[0] & relevant
+        return entry[0] if entry is not None else 0
 
     def empty_outcome(self, leaf: AnyRule, evaluate: Any, context: Any) -> Outcome:
         """The rule's outcome for a patient with no facts it reads, computed once."""

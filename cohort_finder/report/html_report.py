@@ -1,9 +1,11 @@
 """report.html: the investigator's report (contract §2, §5).
 
-The template does the layout; this module turns the run into plain display values (labels,
-badge classes, evidence lines) so the template stays free of clinical logic. Everything from
-the record reaches the page as a plain string and is escaped by Jinja's autoescape; nothing
-here builds markup, and the template never marks record data `|safe`.
+The templates do the layout: patient.html.j2 one patient (a card, or one line), report.html.j2
+the page. This module turns results into plain display values (labels, badge classes,
+evidence lines) so the templates stay free of clinical logic. Everything from the record
+reaches a template as a plain string and is escaped by Jinja's autoescape; nothing here builds
+markup. The one Markup made here wraps a patient's fragment that patient.html.j2 rendered
+(escaped there) for the page, which places it as it is.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from cohort_finder.model import (
 
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 
-_SECTIONS = (
+SECTIONS = (
     (Status.CANDIDATE, "Candidates"),
     (Status.POSSIBLE, "Possible"),
     (Status.EXCLUDED, "Excluded"),
@@ -193,4 +195,3 @@ def page_html(run: RunResult, counts: dict[str, int], sections: list[tuple[str, 
     return template.render(run=run, summary=counts, sections=safe).encode("utf-8")
 
 
-SECTIONS = _SECTIONS

@@ -43,7 +43,11 @@ def test_bad_usage_exits_2(tmp_path: Path) -> None:
         "run", "--criteria", TRIAL, "--source", str(tmp_path / "nope"), "--out", str(tmp_path / "o")
     )
     assert no_source.returncode == 2 and "source not found" in no_source.stderr
-    assert "Traceback" not in bad_date.stderr + no_source.stderr
+    no_workers = cohort_finder(
+        "run", "--criteria", TRIAL, "--source", str(tmp_path), "--out", str(tmp_path / "o"), "--workers", "0"
+    )
+    assert no_workers.returncode == 2 and "--workers" in no_workers.stderr
+    assert "Traceback" not in bad_date.stderr + no_source.stderr + no_workers.stderr
 
 
 def test_unreadable_data_exits_1_lists_errors_and_keeps_everyone(tmp_path: Path) -> None:
@@ -82,7 +86,11 @@ def test_options_come_from_the_environment_and_outputs_are_0600(tmp_path: Path) 
     source.mkdir()
     (source / "p.json").write_text(_patient("p1"))
     out = tmp_path / "out"
-    env = {"COHORT_FINDER_RUN_AS_OF": "2026-06-30", "COHORT_FINDER_RUN_SOURCE": str(source)}
+    env = {
+        "COHORT_FINDER_RUN_AS_OF": "2026-06-30",
+        "COHORT_FINDER_RUN_SOURCE": str(source),
+        "COHORT_FINDER_RUN_WORKERS": "2",
+    }
     done = cohort_finder("run", "--criteria", TRIAL, "--out", str(out), env=env)
     assert done.returncode == 0, done.stderr
     doc = json.loads((out / "candidates.json").read_text())

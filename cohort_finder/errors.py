@@ -37,3 +37,8 @@ class SourceError(CohortFinderError):
     """A source that cannot be read at all (as opposed to one bad file or line in it)."""
 
     exit_code = 2
+
+
+class WorkerError(CohortFinderError):
+    """A worker process died before finishing its patients (killed, out of memory): the run
+    stops with exit 1 and writes no outputs, so the previous run's stay."""

@@ -17,9 +17,12 @@ import logging
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from . import units
+from .errors import WorkerError
 from .model import PatientResult, Status
 from .progress import Progress
 from .report.rendered import PatientRenderer, RenderedPatient
@@ -84,10 +87,14 @@ def evaluate_and_render(
                 # registry's builder (units.warm_up) must be done first.
                 units.ready()
                 log.info("evaluating %d patients in %d worker processes", len(ids), count)
-                with multiprocessing.get_context("fork").Pool(min(count, len(bounds))) as pool:
-                    parts = pool.imap(_batch, bounds)
-                    for part in parts:
-                        kept += _gather(part, rendered, progress)
+                context = multiprocessing.get_context("fork")
+                # an executor, not a Pool: it notices a worker that dies (a Pool would wait forever)
+                with ProcessPoolExecutor(min(count, len(bounds)), mp_context=context) as pool:
+                    try:
+                        for part in pool.map(_batch, bounds):
+                            kept += _gather(part, rendered, progress)
+                    except BrokenProcessPool as exc:
+                        raise WorkerError(f"a worker process died ({exc}); no outputs were written") from exc
             else:
                 for one in bounds:
                     kept += _gather(_batch(one), rendered, progress)

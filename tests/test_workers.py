@@ -4,7 +4,9 @@ batch boundaries and the compact report included."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import re
+import signal
 from datetime import date
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 from cohort_finder import workers
 from cohort_finder.criteria import load_trial
 from cohort_finder.engines import PythonEngine
+from cohort_finder.errors import WorkerError
 from cohort_finder.pipeline import run
 from cohort_finder.report import html_report
 from cohort_finder.sources.files import FileSource
@@ -65,5 +68,17 @@ def test_a_failure_in_a_worker_fails_the_run_and_writes_nothing(
 
     monkeypatch.setattr("cohort_finder.pipeline.evaluate_patients", broken)
     with pytest.raises(RuntimeError, match="rule bug"):
+        _outputs(tmp_path / "out", 2)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_a_worker_that_dies_stops_the_run_with_an_error(
+    small_batches: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def killed(*_: object) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer would
+
+    monkeypatch.setattr("cohort_finder.pipeline.evaluate_patients", killed)
+    with pytest.raises(WorkerError, match="worker process died"):
         _outputs(tmp_path / "out", 2)
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

@@ -193,5 +193,3 @@ def page_html(run: RunResult, counts: dict[str, int], sections: list[tuple[str, 
     template = _environment().get_template("report.html.j2")
     safe = [(label, status, [Markup(f) for f in fragments], compact) for label, status, fragments, compact in sections]
     return template.render(run=run, summary=counts, sections=safe).encode("utf-8")
-
-

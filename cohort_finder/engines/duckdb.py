@@ -21,11 +21,12 @@ from ..criteria import Trial
 from ..model import RunError
 from ..sources.base import Item, Source
 from ..sources.files import read_json, read_ndjson
-from .origins import file_of, place, relative_name, row_origin
+from .origins import place, relative_name, row_origin
 from .schema import COLUMNS, kept_sql, matched_sql, reduce_tables, references_sql
 
 log = logging.getLogger(__name__)
 _BATCH = 10_000
+_Row = tuple[str, str | None, str]  # file, resourceType, the row as JSON text
 
 
 def _columns_sql() -> str:
@@ -63,10 +64,12 @@ class DuckDBEngine:
             f"columns = {_columns_sql()}, filename = true, format = 'newline_delimited')"
         )
 
-    def _reduce(self, con: duckdb.DuckDBPyConnection, files: list[Path]) -> tuple[list[Item], list[Path]]:
-        """The kept rows of `files` as items, and the files DuckDB could not read as declared
-        (found by halving the list: a failed scan does not say which file failed). Rows are
-        gathered before any reaches the catalogue, so a failed scan leaves nothing half-added."""
+    def _reduce(self, con: duckdb.DuckDBPyConnection, files: list[Path]) -> tuple[list[_Row | None], list[Path]]:
+        """The kept rows of `files` as (file, resourceType, JSON text), and the files DuckDB
+        could not read as declared (found by halving the list: a failed scan does not say
+        which file failed). Rows are gathered before any reaches the catalogue, so a failed
+        scan leaves nothing half-added; as text, which takes a fraction of the memory of
+        parsed resources (the catalogue parses them one by one)."""
         if not files:
             return [], []
         self._view(con, files)
@@ -81,10 +84,10 @@ class DuckDBEngine:
                 r for (r,) in con.execute("SELECT value FROM first_pass WHERE kind = 'ref'").fetchall()
             )
             cursor = con.execute(self._kept_query)
-            items: list[Item] = []
+            rows: list[_Row | None] = []
             while batch := cursor.fetchmany(_BATCH):
-                items.extend(self._item(filename, text) for filename, text in batch)
-            return items, []
+                rows.extend(batch)
+            return rows, []
         except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:  # the data, not the query
             if len(files) == 1:
                 log.info(
@@ -128,17 +131,20 @@ class DuckDBEngine:
                 for item in read_json(path, self._name(path)):
                     catalogue.add(item)
         con = self._connect(trial)
-        items, unreadable = self._reduce(con, ndjson)
+        rows, unreadable = self._reduce(con, ndjson)
         # a Bundle on a line, or a line without resourceType: the declared columns cannot carry it
-        odd = {file_of(i.origin) for i in items if i.resource.get("resourceType") in (None, "Bundle")}
-        fallback = sorted(set(unreadable) | {p for p in ndjson if self._name(p) in odd})
+        odd = {row[0] for row in rows if row is not None and row[1] in (None, "Bundle")}
+        fallback = sorted(set(unreadable) | {p for p in ndjson if str(p) in odd})
         for path in fallback:
             for item in read_ndjson(path, self._name(path)):
                 catalogue.add(item)
-        skip = {self._name(p) for p in fallback}
-        for item in items:
-            if file_of(item.origin) not in skip:
-                catalogue.add(item)
+        skip = {str(p) for p in fallback}
+        for i, row in enumerate(rows):
+            assert row is not None
+            rows[i] = None  # each row's text is freed once it is in the catalogue
+            if row[0] not in skip:
+                catalogue.add(self._item(row[0], row[2]))
+        del rows
         readable = [p for p in ndjson if p not in fallback]
         known = {f"Patient/{p}" for p in catalogue.patients}
         if readable and not self._references <= known:  # some reference needs a closer look

@@ -263,7 +263,7 @@ def _quoted(name: str) -> str:
 def kept_sql(tables: ReduceTables) -> str:
     """Step 2: every kept row (`matched(key)` from step 1), as its file's name and JSON text."""
     return f"""
-SELECT r.filename, {_as_json()} AS resource FROM resources AS r
+SELECT r.filename, r.resourceType, {_as_json()} AS resource FROM resources AS r
 WHERE {_always_kept(tables)}
    OR (r.resourceType IN ({_clinical()})
        AND r.filename || '|' || r.resourceType || '|' || r.id IN (SELECT key FROM matched))

@@ -58,3 +58,17 @@ def test_no_extra_scan_when_every_reference_is_a_known_patient(tmp_path: Path, m
 
     monkeypatch.setattr(DuckDBEngine, "_orphans", no_scan)
     _both(tmp_path, DuckDBEngine())
+
+
+def test_a_bundle_on_a_line_or_a_line_without_type_sends_the_file_to_the_python_reader(tmp_path: Path) -> None:
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1960-01-01"}
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": obs("o1", "Patient/p1")}]}
+    typeless = {k: v for k, v in obs("o2", "Patient/p1").items() if k != "resourceType"}
+    (tmp_path / "mixed.ndjson").write_text("".join(json.dumps(r) + "\n" for r in (patient, bundle, typeless)))
+    (tmp_path / "more.ndjson").write_text(json.dumps(obs("o3", "Patient/p1", value=13.5)) + "\n")
+    _both(tmp_path, DuckDBEngine())
+    trial = load_trial(CRITERIA / "nct07183761.yaml")
+    got = evaluate_source(trial, FileSource(tmp_path), AS_OF, "t", DuckDBEngine())
+    assert [e.source for e in got.errors] == ["mixed.ndjson:3"]  # the line without a type, named
+    hba1c = next(c for c in got.patients[0].criteria if c.id == "hba1c_over_12")
+    assert hba1c.evidence[0].resource in ("Observation/o1", "Observation/o3")

@@ -86,10 +86,11 @@ def evaluate_and_render(
                 # A lock held by a thread at fork time stays held in the child: the UCUM
                 # registry's builder (units.warm_up) must be done first.
                 units.ready()
-                log.info("evaluating %d patients in %d worker processes", len(ids), count)
+                processes = min(count, len(bounds))
+                log.info("evaluating %d patients in %d worker processes", len(ids), processes)
                 context = multiprocessing.get_context("fork")
                 # an executor, not a Pool: it notices a worker that dies (a Pool would wait forever)
-                with ProcessPoolExecutor(min(count, len(bounds)), mp_context=context) as pool:
+                with ProcessPoolExecutor(processes, mp_context=context) as pool:
                     try:
                         for part in pool.map(_batch, bounds):
                             kept += _gather(part, rendered, progress)

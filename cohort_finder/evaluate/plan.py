@@ -140,6 +140,7 @@ class Plan:
 
 
 _PLANS: dict[tuple[int, date], Plan] = {}
+_KEEP = 4  # plans kept per process: a run needs one; a long-lived caller (tests) makes many
 
 
 def plan_for(trial: Trial, as_of: date) -> Plan:
@@ -148,5 +149,7 @@ def plan_for(trial: Trial, as_of: date) -> Plan:
     key = (id(trial), as_of)
     plan = _PLANS.get(key)
     if plan is None or plan.trial is not trial:
+        while len(_PLANS) >= _KEEP:
+            del _PLANS[next(iter(_PLANS))]  # the oldest
         plan = _PLANS[key] = Plan(trial, as_of)
     return plan

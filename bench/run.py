@@ -20,9 +20,11 @@ On one data set (bench/generate.py, cached under bench/.data/), side by side:
   with --baseline-sample K only the first K lines per file, scaled up by bytes.
 
 Peak memory is the child's own peak RSS (os.wait4) or, when it starts processes of its own
-(Spark's JVM, cohort-finder's forked workers), the peak over its process tree, sampled every
-100 ms, of the summed PSS (each page shared copy-on-write counted once, split between its
-sharers; plain RSS would count it in every process), whichever is larger. The table's last two
+(Spark's JVM, cohort-finder's forked workers), the peak over its process tree of the summed
+PSS (each page shared copy-on-write counted once, split between its sharers; plain RSS would
+count it in every process), whichever is larger. PSS is sampled once a second: the kernel walks
+a process's page tables to give it (about 10 ms per GB), so sampling more often would slow the
+run being timed. The table's last two
 lines are `speedup_vs_fhir_resources=X` (baseline seconds / first engine's seconds) and
 `end_to_end_over_floor=R` (first engine's seconds / floor seconds). It is a script, not a
 timed test: CI runs it at a small size only to prove it works.
@@ -203,7 +205,7 @@ class _TreeSampler:
                 pids.append(pid)
                 todo.extend(tree.get(pid, []))
             self.peak_kb = max(self.peak_kb, sum(_memory_kb(p) for p in pids))
-            self._stop.wait(0.1)
+            self._stop.wait(1.0)
 
     def stop(self) -> int:
         self._stop.set()

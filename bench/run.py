@@ -311,7 +311,7 @@ class Row:
 
 
 def render(rows: list[Row], mb: float, resources: int, floor_s: float) -> list[str]:
-    head = f"{'':34} {'seconds':>9} {'MB/s':>9} {'resources/s':>12} {'peak RSS MB':>12} {'x floor':>8}"
+    head = f"{'':34} {'seconds':>9} {'MB/s':>9} {'resources/s':>12} {'peak MB':>12} {'x floor':>8}"
     lines = [head, "-" * len(head)]
     for row in rows:
         if row.seconds is None:

@@ -180,6 +180,3 @@ class RunResult:
     criteria: tuple[CriterionInfo, ...]
     patients: tuple[PatientResult, ...]  # sorted by id
     errors: tuple[RunError, ...]
-
-    def count(self, status: Status) -> int:
-        return sum(1 for p in self.patients if p.status is status)

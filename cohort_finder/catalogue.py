@@ -39,6 +39,14 @@ def _instant(value: str | None) -> datetime | None:
         return None
 
 
+def held_reference(ref: str) -> str:
+    """A clinical row's patient link as the catalogue holds it: `Patient/x` as `x`, so that
+    linking need not rebuild the row; anything else (urn:uuid, another type) as written, to
+    be resolved, or reported, when linking."""
+    key = ref if ref.startswith("urn:") else ref_key(ref)
+    return key.removeprefix("Patient/")
+
+
 def _newer_or_same(new: str | None, old: str | None) -> bool:
     """Does a resource read now replace the one read before? Later lastUpdated wins; a tie
     (or a missing or unreadable lastUpdated on either side) goes to the one read last."""
@@ -60,6 +68,7 @@ class Catalogue:
     other_refs: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (type,id) -> (ref, origin)
     errors: list[RunError] = field(default_factory=list)
     resources_read: int = 0
+    unkept: set[tuple[str, str]] = field(default_factory=set)  # facts from add_unkept
 
     def add(self, item: Item | RunError) -> None:
         if isinstance(item, RunError):
@@ -102,10 +111,7 @@ class Catalogue:
             return
         if ref is None:
             raise FactError("has no subject reference to a Patient")
-        # `Patient/x` is stored as `x` now, so linking need not rebuild the row; anything
-        # else (urn:uuid, another type) is resolved, or reported, when linking
-        key = ref if ref.startswith("urn:") else ref_key(ref)
-        fact = clinical_fact(res, rtype, rid, key.removeprefix("Patient/") if key.startswith("Patient/") else key)
+        fact = clinical_fact(res, rtype, rid, held_reference(ref))
         if fact.medication_ref and fact.medication_ref.startswith("#"):
             med = contained_medication(res, fact.medication_ref)
             if med is None:
@@ -114,6 +120,20 @@ class Catalogue:
         old_entry = self.facts.get((rtype, rid))
         if old_entry is None or _newer_or_same(fact.last_updated, old_entry[0].last_updated):
             self.facts[(rtype, rid)] = (fact, item.origin)
+
+    def add_unkept(self, rtype: str, rid: str, ref: str, origin: str) -> None:
+        """A row an engine's reduce did not keep, by its patient reference alone, so that its
+        orphan is reported as when every row is read: a clinical row as a fact with nothing
+        but its reference (linking checks it like any other), any other as a reference to
+        check. A row already held stays; among unkept ones the one read last wins."""
+        key = (rtype, rid)
+        if key in self.other_refs or (key in self.facts and key not in self.unkept):
+            return
+        if rtype in CLINICAL_TYPES:
+            self.facts[key] = (Fact(rtype, rid, held_reference(ref)), origin)
+            self.unkept.add(key)
+        else:
+            self.other_refs[key] = (ref, origin)
 
     def resolve_patient(self, ref: str) -> str | None:
         """Patient id for a reference (or an id already resolved), or None when it names

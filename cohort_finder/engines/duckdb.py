@@ -104,15 +104,20 @@ class DuckDBEngine:
     def _item(self, filename: str, text: str) -> Item:
         resource = orjson.loads(text)  # nulls stand for absent (facts.py)
         resource.pop("filename", None)  # a row of a type without declared columns comes whole
-        name = self._names.get(filename)
-        if name is None:
-            name = self._names[filename] = self._name(Path(filename))
+        name = self._file_name(filename)
         if isinstance(resource.get("contained"), str):  # a JSON column may arrive as text
             resource["contained"] = orjson.loads(resource["contained"])
         return Item(resource, row_origin(name, resource.get("resourceType"), resource.get("id")))
 
     def _name(self, path: Path) -> str:
         return relative_name(self.root, path)
+
+    def _file_name(self, filename: str) -> str:
+        """`_name` of a row's `filename` column, once per file (asked for every row)."""
+        name = self._names.get(filename)
+        if name is None:
+            name = self._names[filename] = self._name(Path(filename))
+        return name
 
     def collect(self, trial: Trial, source: Source) -> Catalogue:
         from . import PythonEngine, files_of
@@ -148,23 +153,23 @@ class DuckDBEngine:
         readable = [p for p in ndjson if p not in fallback]
         known = {f"Patient/{p}" for p in catalogue.patients}
         if readable and not self._references <= known:  # some reference needs a closer look
-            self._orphans(con, catalogue, readable)
+            self._orphans(con, catalogue, readable, known)
         log.info("DuckDB reduced %d NDJSON files (%d read by the Python reader instead)", len(readable), len(fallback))
         con.close()
         return catalogue
 
-    def _orphans(self, con: duckdb.DuckDBPyConnection, catalogue: Catalogue, files: list[Path]) -> None:
+    def _orphans(
+        self, con: duckdb.DuckDBPyConnection, catalogue: Catalogue, files: list[Path], known: set[str]
+    ) -> None:
         self._view(con, files)
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE known_patients AS SELECT unnest($1::VARCHAR[]) AS ref",
-            [[f"Patient/{p}" for p in catalogue.patients]],
+            "CREATE OR REPLACE TEMP TABLE known_patients AS SELECT unnest($1::VARCHAR[]) AS ref", [sorted(known)]
         )
         cursor = con.execute(references_sql())
         while batch := cursor.fetchmany(_BATCH):
             for filename, rtype, rid, ref in batch:
-                if (rtype, rid) not in catalogue.facts and (rtype, rid) not in catalogue.other_refs:
-                    where = row_origin(self._name(Path(filename)), rtype, rid)
-                    catalogue.other_refs[(rtype, rid)] = (ref, where)
+                if rid is not None:
+                    catalogue.add_unkept(rtype, rid, ref, row_origin(self._file_name(filename), rtype, rid))
 
     def place(self, error: RunError) -> RunError:
         return place(self.root, error)

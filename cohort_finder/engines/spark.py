@@ -47,7 +47,7 @@ from sqlglot import exp
 from ..catalogue import Catalogue
 from ..criteria import Trial
 from ..facts import CLINICAL_TYPES, MedicationDef, patient_reference, ref_key
-from ..model import Fact, PatientFact, PatientResult, RunError
+from ..model import PatientFact, PatientResult, RunError
 from ..pipeline import Evaluated, evaluate_catalogue, name_errors
 from ..sources.base import Item, Source
 from ..sources.files import FileSource, read_json, read_ndjson
@@ -488,21 +488,12 @@ WHERE k.resourceType IN ({clinical})
             .join(grouped, ["filename", "resourceType", "id"], "left_anti")
             .collect()
         )
-        added: set[tuple[str, str]] = set()
         for _, name, rtype, rid, ref in sorted(
             ((*prepared.files[_path_of(r["filename"])], r["resourceType"], r["id"], r["ref"]) for r in candidates),
             key=lambda candidate: candidate[0],  # file order, as read
         ):
-            if rid is None:
-                continue
-            key, where = (rtype, rid), row_origin(name, rtype, rid)
-            if rtype not in CLINICAL_TYPES:
-                catalogue.other_refs[key] = (ref, where)
-            elif key not in catalogue.facts or key in added:
-                held = ref if ref.startswith("urn:") else ref_key(ref)  # as Catalogue._add holds it
-                held = held.removeprefix("Patient/") if held.startswith("Patient/") else held
-                catalogue.facts[key] = (Fact(rtype, rid, held), where)
-                added.add(key)
+            if rid is not None:
+                catalogue.add_unkept(rtype, rid, ref, row_origin(name, rtype, rid))
 
     # -- the Engine protocol -----------------------------------------------------------------------
 

@@ -47,6 +47,19 @@ def test_orphans_in_rows_the_trial_does_not_use_are_still_reported(tmp_path: Pat
     ]
 
 
+def test_an_unkept_row_whose_reference_is_a_bare_unknown_id_is_an_orphan(tmp_path: Path) -> None:
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1960-01-01"}
+    (tmp_path / "Patient.ndjson").write_text(json.dumps(patient) + "\n")
+    lines = [obs("o1", "Patient/p1"), obs("o2", "y", code="0000-0"), obs("o3", "p1", code="0000-0")]
+    (tmp_path / "Observation.ndjson").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    _both(tmp_path, DuckDBEngine())  # as the python engine, which reads every row, reports it
+    trial = load_trial(CRITERIA / "nct07183761.yaml")
+    got = evaluate_source(trial, FileSource(tmp_path), AS_OF, "t", DuckDBEngine())
+    assert [e.message for e in got.errors] == [
+        "Observation/o2 references Patient/y, which is not a Patient in the source"
+    ]
+
+
 def test_no_extra_scan_when_every_reference_is_a_known_patient(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     patient = {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1960-01-01"}
     (tmp_path / "Patient.ndjson").write_text(json.dumps(patient) + "\n")

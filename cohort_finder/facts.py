@@ -18,6 +18,7 @@ from typing import Any
 from .model import Coding, Fact, PatientFact
 
 CLINICAL_TYPES = frozenset({"Condition", "Observation", "MedicationStatement", "MedicationRequest", "Procedure"})
+MEDICATION_TYPES = ("MedicationStatement", "MedicationRequest")  # the clinical types that name a medication
 _SUPPLY_DAYS = {"d": 1, "day": 1, "days": 1, "wk": 7, "mo": 30, "a": 365}
 
 

@@ -128,10 +128,10 @@ def evaluate_patients(trial: Trial, linked: Linked, as_of: date, ids: Sequence[s
     kept = 0
     patients = []
     for pid in ids:
-        facts, relevant, each = plan.relevant(linked.by_patient[pid])  # the rows some rule can use
+        facts, fact_bits = plan.relevant(linked.by_patient[pid])  # the rows some rule can use
         kept += len(facts)
         record = PatientRecord(linked.patients[pid], facts, linked.incomplete.get(pid, set()))
-        patients.append(evaluate_patient(trial, record, as_of, plan, (relevant, each)))
+        patients.append(evaluate_patient(trial, record, as_of, plan, fact_bits))
     return patients, kept
 
 

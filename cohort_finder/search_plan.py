@@ -25,11 +25,11 @@ from .criteria import (
     MedicationDaysRule,
     Trial,
 )
+from .facts import MEDICATION_TYPES
 from .reduce import needs, trial_leaves
 from .terminology import CodeSet
 
 MAX_QUERY_VALUE = 1500  # characters of one `code=` value: keeps URLs well under common 8 KiB limits
-MEDICATION_TYPES = ("MedicationStatement", "MedicationRequest")
 
 
 @dataclass(frozen=True, slots=True)

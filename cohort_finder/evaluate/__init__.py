@@ -6,6 +6,8 @@ dispatches each rule to the small function of its kind (one module per family).
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -79,7 +81,7 @@ def evaluate_rule(rule: AnyRule, ctx: Context, plan: Plan | None = None) -> Outc
         elif not bit & ctx.relevant:
             # none of this patient's facts can matter to the rule: its no-data outcome, once a run
             assert plan is not None
-            found = plan.empty_outcome(rule, leaf.evaluate, lambda nobody: _like(ctx, nobody))
+            found = plan.empty_outcome(rule, leaf.evaluate)
         else:
             ctx.view = bit  # the rule reads only the facts that can matter to it
             try:
@@ -88,10 +90,6 @@ def evaluate_rule(rule: AnyRule, ctx: Context, plan: Plan | None = None) -> Outc
                 ctx.view = -1
         outcome = _incomplete(leaf, found, ctx)
     return logic.remap(outcome, rule.outcome)
-
-
-def _like(ctx: Context, record: PatientRecord) -> Context:
-    return Context(record, ctx.as_of, ctx.converter, ctx.known_medication_codes)
 
 
 def _incomplete(leaf: _Leaf, outcome: Outcome, ctx: Context) -> Outcome:
@@ -105,12 +103,10 @@ def _incomplete(leaf: _Leaf, outcome: Outcome, ctx: Context) -> Outcome:
 
 
 def evaluate_criterion(criterion: Criterion, ctx: Context, plan: Plan | None = None) -> CriterionResult:
-    shared = plan is not None and not ctx.record.incomplete
-    if shared:
-        assert plan is not None
-        found = plan.constant(criterion, ctx.relevant)
-        if found is not None:  # nothing of this patient's can change it: the result every such patient gets
-            return found
+    # nothing of this patient's can change the result: the one every such patient gets, once a run
+    shared = plan.shared if plan and not ctx.record.incomplete and plan.shareable(criterion, ctx.relevant) else None
+    if shared is not None and criterion.id in shared:
+        return shared[criterion.id]
     if criterion.id == "alive" and criterion.rule is None:
         outcome = alive(ctx)
     elif criterion.rule is None:
@@ -119,8 +115,8 @@ def evaluate_criterion(criterion: Criterion, ctx: Context, plan: Plan | None = N
         outcome = evaluate_rule(criterion.rule, ctx, plan)
     note = "; ".join(dict.fromkeys(outcome.notes)) or None
     result = CriterionResult(criterion.id, criterion.kind, outcome.result, outcome.evidence, note)
-    if shared and plan is not None and criterion.rule is not None and plan.constant_for(criterion, ctx.relevant):
-        plan.remember(criterion, result)
+    if shared is not None:
+        shared[criterion.id] = result
     return result
 
 
@@ -135,19 +131,15 @@ def patient_status(results: tuple[CriterionResult, ...]) -> Status:
 
 
 def evaluate_patient(
-    trial: Trial,
-    record: PatientRecord,
-    as_of: date,
-    plan: Plan | None = None,
-    relevant: tuple[int, dict[int, int]] | None = None,
+    trial: Trial, record: PatientRecord, as_of: date, plan: Plan | None = None, fact_bits: dict[int, int] | None = None
 ) -> PatientResult:
-    """`relevant`: the plan's bits for the record's facts (plan.relevant), when the caller
-    has them already."""
+    """`fact_bits`: what plan.relevant gives for the record's facts, when the caller has it."""
     plan = plan or plan_for(trial, as_of)
-    if relevant is None:
-        relevant = plan.relevant(record.facts)[1:]
+    if fact_bits is None:
+        fact_bits = plan.relevant(record.facts)[1]
     ctx = Context(record, as_of, trial.terminology.converter, trial.terminology.known_medication_codes)
-    ctx.relevant, ctx.fact_bits = relevant
+    ctx.fact_bits = fact_bits
+    ctx.relevant = functools.reduce(operator.or_, fact_bits.values(), 0)
     results = tuple(evaluate_criterion(c, ctx, plan) for c in trial.criteria)
     ages = age_range(record.patient.birth_date, as_of)
     shown_age = ages[0] if ages and ages[0] == ages[1] else None

@@ -12,24 +12,24 @@ speed-up. The rules themselves are unchanged and still run whenever a fact can m
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 from ..criteria import AnyRule, Criterion, MedicationDaysRule, Trial
+from ..facts import MEDICATION_TYPES
 from ..model import CriterionResult, Fact, Outcome, PatientFact, PatientRecord
 from ..reduce import leaves, names_medication, needs
 from ..terminology import CodeSet, MedicationSet
-
-MEDICATION_TYPES = frozenset({"MedicationStatement", "MedicationRequest"})
+from .context import Context
 
 
 @dataclass(frozen=True, slots=True)
 class _Reader:
     """What one rule reads: resource types, and the codes (or medications) it keeps."""
 
-    types: frozenset[str]
+    types: tuple[str, ...]
     codes: CodeSet | None = None
     medications: MedicationSet | None = None
 
@@ -54,7 +54,7 @@ def _reader(leaf: AnyRule) -> _Reader | None:
     codes = CodeSet("reads", "reads")
     for need in stated:
         codes = codes.union(need.codes, "reads")
-    return _Reader(frozenset(n.resource_type for n in stated), codes)
+    return _Reader(tuple(dict.fromkeys(n.resource_type for n in stated)), codes)
 
 
 _NOBODY = PatientFact("", None, None, False, None)
@@ -70,7 +70,7 @@ class Plan:
     _criterion_bits: dict[str, int] = field(default_factory=dict)  # criterion id -> bits of its leaves
     _by_signature: dict[tuple[Any, ...], int] = field(default_factory=dict)  # fact codes -> bits
     _empty: dict[int, Outcome] = field(default_factory=dict)  # id(leaf) -> outcome with no facts
-    _constant: dict[str, CriterionResult] = field(default_factory=dict)
+    shared: dict[str, CriterionResult] = field(default_factory=dict)  # criterion id -> shared result
 
     def __post_init__(self) -> None:
         for criterion in self.trial.criteria:
@@ -100,43 +100,36 @@ class Plan:
             self._by_signature[key] = found
         return found
 
-    def relevant(self, facts: Iterable[Fact]) -> tuple[list[Fact], int, dict[int, int]]:
-        """The facts some rule can use, the rules they matter to, and each fact's rules (by
-        id(fact): the facts outlive the patient's evaluation)."""
-        kept, bits, each = [], 0, {}
+    def relevant(self, facts: Iterable[Fact]) -> tuple[list[Fact], dict[int, int]]:
+        """The facts some rule can use, and the rules each matters to (as bits, by id(fact):
+        the facts outlive the patient's evaluation)."""
+        kept, each = [], {}
         for fact in facts:
-            fact_bits = self.bits_of(fact)
-            if fact_bits:
+            bits = self.bits_of(fact)
+            if bits:
                 kept.append(fact)
-                bits |= fact_bits
-                each[id(fact)] = fact_bits
-        return kept, bits, each
+                each[id(fact)] = bits
+        return kept, each
 
     def bit(self, leaf: AnyRule) -> int:
         """The rule's bit; 0 for a rule that reads no facts (or whose reading is not stated)."""
         entry = self._readers.get(id(leaf))
         return entry[0] if entry is not None else 0
 
-    def empty_outcome(self, leaf: AnyRule, evaluate: Any, context: Any) -> Outcome:
+    def empty_outcome(self, leaf: AnyRule, evaluate: Callable[[Any, Context], Outcome]) -> Outcome:
         """The rule's outcome for a patient with no facts it reads, computed once."""
         found = self._empty.get(id(leaf))
         if found is None:
-            nobody = PatientRecord(_NOBODY, [])
-            found = self._empty[id(leaf)] = evaluate(leaf, context(nobody))
+            terms = self.trial.terminology
+            nobody = Context(PatientRecord(_NOBODY, []), self.as_of, terms.converter, terms.known_medication_codes)
+            found = self._empty[id(leaf)] = evaluate(leaf, nobody)
         return found
 
-    def constant_for(self, criterion: Criterion, relevant: int) -> bool:
+    def shareable(self, criterion: Criterion, relevant: int) -> bool:
         """Does none of the criterion's rules have anything of this patient's to read (and
-        none reads the patient itself)?"""
+        none reads the patient itself)? Then its result is the one in `shared`."""
         bits = self._criterion_bits.get(criterion.id)
         return bits is not None and not bits & relevant
-
-    def constant(self, criterion: Criterion, relevant: int) -> CriterionResult | None:
-        """A criterion's shared result, when none of its rules has anything to read."""
-        return self._constant.get(criterion.id) if self.constant_for(criterion, relevant) else None
-
-    def remember(self, criterion: Criterion, result: CriterionResult) -> None:
-        self._constant[criterion.id] = result
 
 
 _PLANS: dict[tuple[int, date], Plan] = {}

@@ -23,8 +23,9 @@ from urllib.parse import quote
 import orjson
 import requests
 
+from ..facts import MEDICATION_TYPES
 from ..model import ALL_PATIENTS, RunError
-from ..search_plan import MEDICATION_TYPES, Search
+from ..search_plan import Search
 from .base import Item
 from .files import FileSource
 from .http import FetchError, FhirHttp, operation_outcome_text

@@ -24,6 +24,7 @@ from .criteria import (
     ProcedureRule,
     Trial,
 )
+from .facts import MEDICATION_TYPES
 from .model import Fact
 from .terminology import CodeSet, MedicationSet
 
@@ -85,6 +86,13 @@ def needs(leaf: AnyRule) -> list[Need]:
                 found.append(Need("Condition", "code", codes, leaf.lookback_days))
         return found
     return []
+
+
+def resource_types(leaf: AnyRule) -> frozenset[str]:
+    """The resource types a rule reads: none for the rules that read the patient (age, sex)."""
+    if isinstance(leaf, MedicationDaysRule):
+        return frozenset(MEDICATION_TYPES)
+    return frozenset(n.resource_type for n in needs(leaf))
 
 
 def trial_leaves(trial: Trial) -> Iterator[AnyRule]:

@@ -31,6 +31,7 @@ from ..criteria import (
     Trial,
 )
 from ..model import CriterionResult, Outcome, PatientRecord, PatientResult, Result, Status
+from ..reduce import resource_types
 from . import logic
 from .conditions import condition
 from .context import Context
@@ -45,23 +46,22 @@ from .procedures import procedure
 @dataclass(frozen=True, slots=True)
 class _Leaf:
     evaluate: Callable[[Any, Context], Outcome]
-    # Resource types the rule reads, and whether `met` stands however much more data there is
-    # (presence rules) or could change (most-recent rules). Used when some of a patient's data
-    # could not be read: results that depended on it become unknown (contract §4).
-    reads: frozenset[str] = frozenset()
+    # Whether `met` stands however much more data there is (presence rules) or could change
+    # (most-recent rules). Used when some of a patient's data could not be read: results that
+    # depended on it become unknown (contract §4).
     met_stands: bool = True
 
 
 _LEAVES: dict[type, _Leaf] = {
     AgeRule: _Leaf(age),
     SexRule: _Leaf(sex),
-    ConditionRule: _Leaf(condition, frozenset({"Condition"})),
-    LabRule: _Leaf(lab, frozenset({"Observation"}), met_stands=False),
-    LabUlnRule: _Leaf(lab_uln, frozenset({"Observation"}), met_stands=False),
-    CodedObservationRule: _Leaf(coded_observation, frozenset({"Observation"})),
-    MostRecentClassRule: _Leaf(most_recent_class, frozenset({"Observation", "Condition"}), met_stands=False),
-    ProcedureRule: _Leaf(procedure, frozenset({"Procedure"})),
-    MedicationDaysRule: _Leaf(medication_days, frozenset({"MedicationStatement", "MedicationRequest"})),
+    ConditionRule: _Leaf(condition),
+    LabRule: _Leaf(lab, met_stands=False),
+    LabUlnRule: _Leaf(lab_uln, met_stands=False),
+    CodedObservationRule: _Leaf(coded_observation),
+    MostRecentClassRule: _Leaf(most_recent_class, met_stands=False),
+    ProcedureRule: _Leaf(procedure),
+    MedicationDaysRule: _Leaf(medication_days),
 }
 
 
@@ -88,13 +88,16 @@ def evaluate_rule(rule: AnyRule, ctx: Context, plan: Plan | None = None) -> Outc
                 found = leaf.evaluate(rule, ctx)
             finally:
                 ctx.view = -1
-        outcome = _incomplete(leaf, found, ctx)
+        outcome = _incomplete(rule, leaf, found, ctx)
     return logic.remap(outcome, rule.outcome)
 
 
-def _incomplete(leaf: _Leaf, outcome: Outcome, ctx: Context) -> Outcome:
+def _incomplete(rule: AnyRule, leaf: _Leaf, outcome: Outcome, ctx: Context) -> Outcome:
     missing = ctx.record.incomplete
-    if not missing or not leaf.reads or ("*" not in missing and not (leaf.reads & missing)):
+    if not missing:
+        return outcome
+    reads = resource_types(rule)  # what the rule reads, as reduce.needs states it
+    if not reads or ("*" not in missing and not (reads & missing)):
         return outcome
     if outcome.result is Result.MET and leaf.met_stands:
         return outcome

@@ -18,9 +18,8 @@ from datetime import date
 from typing import Any
 
 from ..criteria import AnyRule, Criterion, MedicationDaysRule, Trial
-from ..facts import MEDICATION_TYPES
 from ..model import CriterionResult, Fact, Outcome, PatientFact, PatientRecord
-from ..reduce import leaves, names_medication, needs
+from ..reduce import leaves, names_medication, needs, resource_types
 from ..terminology import CodeSet, MedicationSet
 from .context import Context
 
@@ -29,7 +28,7 @@ from .context import Context
 class _Reader:
     """What one rule reads: resource types, and the codes (or medications) it keeps."""
 
-    types: tuple[str, ...]
+    types: frozenset[str]
     codes: CodeSet | None = None
     medications: MedicationSet | None = None
 
@@ -47,14 +46,14 @@ class _Reader:
 def _reader(leaf: AnyRule) -> _Reader | None:
     """None for rules that read no facts (age, sex) or whose reading is not stated."""
     if isinstance(leaf, MedicationDaysRule):
-        return _Reader(MEDICATION_TYPES, medications=leaf.medications) if leaf.medications else None
+        return _Reader(resource_types(leaf), medications=leaf.medications) if leaf.medications else None
     stated = needs(leaf)
     if not stated:
         return None
     codes = CodeSet("reads", "reads")
     for need in stated:
         codes = codes.union(need.codes, "reads")
-    return _Reader(tuple(dict.fromkeys(n.resource_type for n in stated)), codes)
+    return _Reader(resource_types(leaf), codes)
 
 
 _NOBODY = PatientFact("", None, None, False, None)

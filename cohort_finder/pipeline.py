@@ -57,10 +57,7 @@ def _name_patients(catalogue: Catalogue, errors: list[RunError]) -> tuple[list[R
                 incomplete.setdefault(every, set()).add(error.resource_type or "*")
             named.append(RunError(error.source, f"{error.message} (every patient's {error.resource_type or 'data'})"))
             continue
-        pid: str | None = None
-        if error.patient_id:
-            ref = error.patient_id
-            pid = ref if ref in catalogue.patients else catalogue.resolve_patient(ref)
+        pid = catalogue.resolve_patient(error.patient_id) if error.patient_id else None
         if pid is None or pid not in catalogue.patients:
             named.append(RunError(error.source, error.message))
             continue

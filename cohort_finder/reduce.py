@@ -1,8 +1,9 @@
-"""Keep only the rows whose codes the trial uses.
+"""What each rule reads (`needs`, `resource_types`), and the trial's codes as a whole.
 
-This is where almost all bytes are spent at scale, so engines (DuckDB, Spark) do it their own
-way; this is the in-process version and the definition they must agree with. It is a coarse
-filter: it may keep a row no rule uses, never drop one a rule needs (rules match precisely).
+Every reader of rows starts here: the SQL engines' reduce filter (engines/schema.py), the
+server search plan (search_plan.py), the in-process filter and shortcut (evaluate/plan.py)
+and the unreadable-data downgrade (evaluate/__init__.py). The filters are coarse: they may
+keep a row no rule uses, never drop one a rule needs (rules match precisely).
 """
 
 from __future__ import annotations

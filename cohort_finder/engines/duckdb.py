@@ -36,17 +36,13 @@ def _columns_sql() -> str:
 class DuckDBEngine:
     name = "duckdb"
 
-    def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
-        self.threads = threads
-        self.memory_limit = memory_limit
+    def __init__(self) -> None:
         self.root = Path(".")
         self._names: dict[str, str] = {}
         self._references: set[str] = set()  # patient references of the NDJSON rows
 
     def _connect(self, trial: Trial) -> duckdb.DuckDBPyConnection:
-        con = duckdb.connect(config={"threads": self.threads} if self.threads else {})
-        if self.memory_limit:
-            con.execute(f"SET memory_limit = '{self.memory_limit}'")
+        con = duckdb.connect()
         tables = reduce_tables(trial)
         # lists as parameters: one statement, not thousands of inserts
         con.execute(

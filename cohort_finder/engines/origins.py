@@ -19,10 +19,6 @@ def row_origin(name: str, rtype: object, rid: object) -> str:
     return f"{name}{MARK}{rtype}/{rid}"
 
 
-def file_of(origin: str) -> str:
-    return origin.split(MARK, 1)[0]
-
-
 def relative_name(root: Path, path: Path) -> str:
     """A file's name as errors give it: relative to the source folder."""
     return path.name if root.is_file() else path.relative_to(root).as_posix()

@@ -187,12 +187,20 @@ def _always_kept(tables: ReduceTables) -> str:
     )
 
 
+def _icd_systems() -> str:
+    return ", ".join(_sql_text(s) for s in sorted(ICD10_SYSTEMS))
+
+
+def _icd_category(c: str) -> str:
+    """A coding's three-character ICD-10 category (dots and case ignored, as terminology.py)."""
+    return f"substr(upper(replace({c}.code, '.', '')), 1, 3)"
+
+
 def _coding_matches(c: str) -> str:
-    icd_systems = ", ".join(_sql_text(s) for s in sorted(ICD10_SYSTEMS))
     return (
         f"EXISTS (SELECT 1 FROM trial_codes AS tc WHERE tc.system = {c}.system AND tc.code = {c}.code) "
-        f"OR ({c}.system IN ({icd_systems}) AND EXISTS (SELECT 1 FROM trial_icd AS ti "
-        f"WHERE ti.category = substr(upper(replace({c}.code, '.', '')), 1, 3)))"
+        f"OR ({c}.system IN ({_icd_systems()}) AND EXISTS (SELECT 1 FROM trial_icd AS ti "
+        f"WHERE ti.category = {_icd_category(c)}))"
     )
 
 
@@ -227,15 +235,14 @@ def matched_sql() -> str:
     orphan check scans again only when some reference is not `Patient/<id>` of a known
     patient. Codings are unnested row by row (a row without any is kept as one NULL, for its
     reference) and tested against small tables: memory holds the matches and references."""
-    icd_systems = ", ".join(_sql_text(s) for s in sorted(ICD10_SYSTEMS))
     return f"""
 SELECT CASE WHEN grouping(key) = 0 THEN 'key' ELSE 'ref' END AS kind, coalesce(key, ref) AS value
 FROM (
   SELECT k.ref,
     CASE WHEN k.resourceType IN ({_clinical()})
           AND (k.c.system || '|' || k.c.code IN (SELECT token FROM trial_tokens)
-               OR (k.c.system IN ({icd_systems})
-                   AND substr(upper(replace(k.c.code, '.', '')), 1, 3) IN (SELECT category FROM trial_icd)))
+               OR (k.c.system IN ({_icd_systems()})
+                   AND {_icd_category("k.c")} IN (SELECT category FROM trial_icd)))
          THEN k.filename || '|' || k.resourceType || '|' || k.id END AS key
   FROM (SELECT r.filename, r.resourceType, r.id, coalesce(r.subject.reference, r.patient.reference) AS ref,
                unnest(CASE WHEN len({_codings("r")}) = 0 THEN [NULL] ELSE {_codings("r")} END) AS c

@@ -3,6 +3,7 @@ batch boundaries and the compact report included."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import re
@@ -20,32 +21,36 @@ from cohort_finder.pipeline import run
 from cohort_finder.report import html_report
 from cohort_finder.sources.files import FileSource
 
-from .paths import CRITERIA, FIXTURES
+from .paths import CRITERIA, FIXTURES, ROOT
 
 pytestmark = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
 
 AS_OF = date(2026, 6, 30)
+# the hand-written expectations of the fixture builder: how many patients, how many excluded
+_HAND = json.loads((ROOT / "tests" / "expected" / "nct07183761_fixtures.json").read_text(encoding="utf-8"))
+PATIENTS = len(_HAND["patients"])
+EXCLUDED = sum(1 for p in _HAND["patients"].values() if p["status"] == "excluded")
 _STAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
 def _outputs(out: Path, count: int) -> dict[str, bytes]:
     trial = load_trial(CRITERIA / "nct07183761.yaml")
     summary = run(trial, FileSource(FIXTURES / "fhir_bundles"), AS_OF, out, "fixtures", PythonEngine(), count)
-    assert summary.patients == 187
+    assert summary.patients == PATIENTS
     return {p.name: _STAMP.sub(b"<generated>", p.read_bytes()) for p in summary.outputs}
 
 
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(workers, "MIN_PATIENTS", 0)
-    monkeypatch.setattr(workers, "BATCH", 40)  # 187 patients: five batches, the last one short
+    monkeypatch.setattr(workers, "BATCH", 40)  # the ~200 fixture patients: five or more batches
 
 
 def test_forked_workers_write_what_one_process_writes(small_batches: None, tmp_path: Path) -> None:
     one = _outputs(tmp_path / "one", 1)
     two = _outputs(tmp_path / "two", 2)
     assert one == two
-    assert one["candidates.json"].count(b'\n    {"id":') >= 187  # one line per patient (and criterion)
+    assert one["candidates.json"].count(b'\n    {"id":') == PATIENTS + len(_HAND["criteria"])  # a line each
 
 
 def test_a_batch_with_many_excluded_leaves_their_cards_out_and_the_report_compact(
@@ -55,7 +60,7 @@ def test_a_batch_with_many_excluded_leaves_their_cards_out_and_the_report_compac
     html = _outputs(tmp_path / "two", 2)["report.html"].decode()
     excluded = html[html.index('<section id="excluded">') : html.index('<section id="errors">')]
     assert "With this many excluded patients" in excluded
-    assert excluded.count('class="patient compact"') == 64  # every excluded fixture patient, once
+    assert excluded.count('class="patient compact"') == EXCLUDED  # every excluded fixture patient, once
     assert "<details" not in excluded
     assert _outputs(tmp_path / "one", 1)["report.html"].decode() == html
 

@@ -73,6 +73,12 @@ mappings_option = click.option(
     help="Folder for candidates.json, candidates.csv and report.html.",
 )
 @click.option(
+    "--ignore",
+    multiple=True,
+    metavar="GLOB",
+    help="Folder source: skip files matching GLOB (path in the folder, or file name), e.g. a manifest. Repeatable.",
+)
+@click.option(
     "--as-of", "as_of", default=None, help="Reference date YYYY-MM-DD for ages and windows [default: today, UTC]."
 )
 @mappings_option
@@ -116,6 +122,7 @@ def run(
     criteria_path: Path,
     source: str,
     out_dir: Path,
+    ignore: tuple[str, ...],
     as_of: str | None,
     mappings: Path | None,
     config: Path | None,
@@ -145,7 +152,7 @@ def run(
         chosen = engine if engine != "auto" else ("python" if is_server(source) and bulk is False else "duckdb")
         summary = run_pipeline(
             trial,
-            open_source(source, trial, reference, server),
+            open_source(source, trial, reference, server, ignore),
             reference,
             out_dir,
             source,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from .criteria import Trial
 from .errors import UsageError
@@ -41,18 +43,25 @@ def offers_export(http: FhirHttp) -> bool:
     except FetchError as exc:
         log.warning("could not read the CapabilityStatement (%s): using REST search", exc)
         return False
-    for rest in statement.get("rest") or []:
-        operations = list(rest.get("operation") or [])
-        for resource in rest.get("resource") or []:
-            operations += resource.get("operation") or []
-        if any(isinstance(op, dict) and op.get("name") == "export" for op in operations):
+    for rest in _objects(statement.get("rest")):
+        operations = _objects(rest.get("operation"))
+        for resource in _objects(rest.get("resource")):
+            operations += _objects(resource.get("operation"))
+        if any(op.get("name") == "export" for op in operations):
             return True
     return False
 
 
-def open_source(source: str, trial: Trial, as_of: date, options: ServerOptions | None) -> Source:
+def _objects(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list a server sent (anything else in it, or instead of it, is not)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def open_source(
+    source: str, trial: Trial, as_of: date, options: ServerOptions | None, ignore: Sequence[str] = ()
+) -> Source:
     if not is_server(source):
-        return FileSource(Path(source))
+        return FileSource(Path(source), ignore)
     if options is None:
         raise UsageError("a server source needs server settings")
     http = FhirHttp(source, settings=options.settings.http)

@@ -37,8 +37,8 @@ def cohort_finder(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = Non
     return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, env=full_env, check=False)
 
 
-def run_trial(criteria: Path, source: Path, out: Path, as_of: str) -> Run:
+def run_trial(criteria: Path, source: Path, out: Path, as_of: str, *extra: str) -> Run:
     done = cohort_finder(
-        "run", "--criteria", str(criteria), "--source", str(source), "--out", str(out), "--as-of", as_of
+        "run", "--criteria", str(criteria), "--source", str(source), "--out", str(out), "--as-of", as_of, *extra
     )
     return Run(done.returncode, done.stdout, done.stderr, out)

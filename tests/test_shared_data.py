@@ -29,7 +29,14 @@ T2D_AND_NEUROPATHY = {
 @pytest.fixture(scope="module")
 def synthea(tmp_path_factory: pytest.TempPathFactory) -> Run:
     source = shared_path("data", "synthea-r4")
-    return run_trial(CRITERIA / "nct07183761.yaml", source, tmp_path_factory.mktemp("synthea"), "2021-04-17")
+    return run_trial(
+        CRITERIA / "nct07183761.yaml",
+        source,
+        tmp_path_factory.mktemp("synthea"),
+        "2021-04-17",
+        "--ignore",
+        "SOURCE_MANIFEST.json",  # the folder's provenance note, not FHIR
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +67,17 @@ def test_synthea_runs_cleanly_and_every_patient_appears_once(synthea: Run) -> No
     assert ids == _patient_ids_in(shared_path("data", "synthea-r4"))
     assert len(ids) == 30 and doc["summary"]["patients"] == 30
     assert doc["errors"] == []
-    assert "SOURCE_MANIFEST.json" in synthea.stderr  # skipped, and the log says so
+    assert "ignored 1 files matching --ignore" in synthea.stderr
+
+
+def test_a_json_file_that_is_not_fhir_is_an_error_unless_ignored(tmp_path: Path) -> None:
+    source = shared_path("data", "synthea-r4")
+    run = run_trial(CRITERIA / "nct07183761.yaml", source, tmp_path, "2021-04-17")
+    assert run.exit_code == 1, run.stderr
+    assert run.document["errors"] == [
+        {"source": "SOURCE_MANIFEST.json", "message": "not a FHIR resource (no resourceType)"}
+    ]
+    assert len(run.document["patients"]) == 30
 
 
 def test_synthea_t2d_with_neuropathy_meet_both_criteria(synthea: Run) -> None:

@@ -334,7 +334,8 @@ def _failure_detail(body: Any) -> str:
         return f"{body['error']}: {description}" if isinstance(description, str) and description else body["error"]
     if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
         texts = []
-        for issue in body.get("issue") or []:
+        issues = body.get("issue")
+        for issue in issues if isinstance(issues, list) else []:
             if isinstance(issue, dict):
                 details = issue.get("details")
                 text = issue.get("diagnostics") or (details.get("text") if isinstance(details, dict) else None)

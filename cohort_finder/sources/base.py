@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..facts import patient_reference
 from ..model import RunError
+from ..resource_types import RESOURCE_TYPES
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +30,26 @@ class Source(Protocol):
     def read(self) -> Iterator[Item | RunError]: ...
 
 
+def not_a_resource(data: Any) -> str | None:
+    """Why `data` is not a FHIR resource (no resourceType, or one FHIR does not define), or
+    None. The SQL engines send such lines to the Python reader (engines/schema.py `_bad`)."""
+    kind = data.get("resourceType") if isinstance(data, dict) else None
+    if not isinstance(kind, str):
+        return "not a FHIR resource (no resourceType)"
+    if kind not in RESOURCE_TYPES:
+        shown = kind if len(kind) <= 40 else kind[:37] + "..."
+        return f"not a FHIR resource (resourceType {shown!r} is not one FHIR defines)"
+    return None
+
+
 def unpack(resource: dict[str, Any], origin: str, full_url: str | None = None) -> Iterator[Item | RunError]:
     """Yield the resource, or the entries of a Bundle (any type), recursively."""
     if resource.get("resourceType") != "Bundle":
         yield Item(resource, origin, full_url)
         return
-    entries = resource.get("entry") or []
+    entries = resource.get("entry")
+    if entries is None:
+        return  # an empty Bundle
     if not isinstance(entries, list):
         yield RunError(origin, "Bundle.entry is not a list")
         return
@@ -46,8 +62,11 @@ def unpack(resource: dict[str, Any], origin: str, full_url: str | None = None) -
         if inner is None:
             # a transaction's DELETE or a search's outcome-only entry: nothing to read
             continue
-        if not isinstance(inner, dict) or not isinstance(inner.get("resourceType"), str):
-            yield RunError(where, "Bundle entry's resource has no resourceType")
+        problem = not_a_resource(inner)
+        if problem is not None:
+            # the patient it names, if it shows one, has data missing (contract §4)
+            named = patient_reference(inner) if isinstance(inner, dict) else None
+            yield RunError(where, f"Bundle entry's resource is {problem}", named)
             continue
         url = entry.get("fullUrl")
         yield from unpack(inner, where, url if isinstance(url, str) else None)

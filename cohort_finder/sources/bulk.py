@@ -26,10 +26,11 @@ import requests
 from ..facts import MEDICATION_TYPES
 from ..model import ALL_PATIENTS, RunError
 from ..search_plan import Search
-from .base import Item
+from . import jsontext
+from .base import Item, unpack
 from .files import FileSource
-from .http import FetchError, FhirHttp, operation_outcome_text
-from .rest import next_link
+from .http import FetchError, FhirHttp, full_url, json_body, operation_outcome_text
+from .rest import BrokenLinks, next_link
 
 log = logging.getLogger(__name__)
 NDJSON = "application/fhir+ndjson"
@@ -70,6 +71,33 @@ class BulkRequest:
     def key(self, base: str) -> str:
         text = orjson.dumps([base, self.level, self.types, self.type_filters, self.since])
         return hashlib.sha256(text).hexdigest()[:16]
+
+
+def _state(path: Path) -> dict[str, Any]:
+    """The export job as an earlier run left it; a file cut short by a crash starts over."""
+    if not path.exists():
+        return {}
+    try:
+        state = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError:
+        state = None
+    if not isinstance(state, dict):
+        log.warning("the bulk cache's job file %s is unreadable: starting a new export", path)
+        return {}
+    return state
+
+
+def _output(entry: Any) -> tuple[str | None, str | None]:
+    """A manifest `output` (or `error`) entry's type and url, None where it has none."""
+    if not isinstance(entry, dict):
+        return None, None
+    rtype, url = entry.get("type"), entry.get("url")
+    return (rtype if isinstance(rtype, str) else None), (url if isinstance(url, str) and url else None)
+
+
+def _safe_name(rtype: str | None) -> str:
+    """A file name from the type a server gave (never a path)."""
+    return rtype if rtype and re.fullmatch(r"[A-Za-z]{1,64}", rtype) else "Resource"
 
 
 def _retry_after(value: str | None, fallback: float) -> float:
@@ -122,7 +150,7 @@ class BulkSource:
             shutil.rmtree(self.folder)  # --refresh: a new export, not the old job's files
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         files.mkdir(exist_ok=True, mode=0o700)
-        state: dict[str, Any] = orjson.loads(state_path.read_bytes()) if state_path.exists() else {}
+        state = _state(state_path)
         if "manifest" not in state:
             if "status_url" not in state:
                 state["status_url"] = self._kick_off()
@@ -168,12 +196,15 @@ class BulkSource:
             response = self.http.request("GET", status_url, expect=(200, 202))
             if response.status_code == 200:
                 try:
-                    manifest: dict[str, Any] = orjson.loads(response.content)
-                except orjson.JSONDecodeError as exc:
+                    manifest = json_body(response)
+                except FetchError as exc:
                     broken += 1  # cut short in transit: ask again, a few times
                     if broken > self.http.settings.retries:
-                        raise FetchError(status_url, f"bulk export manifest is not valid JSON ({exc})") from exc
+                        raise FetchError(status_url, f"bulk export manifest: {exc}") from exc
+                    self.http.pause(broken)
                     continue
+                if not isinstance(manifest, dict) or not isinstance(manifest.get("output", []), list):
+                    raise FetchError(status_url, "bulk export manifest is not an object with an `output` list")
                 log.info("bulk export ready: %d files", len(manifest.get("output") or []))
                 return manifest
             pause = min(_retry_after(response.headers.get("Retry-After"), delay), 300.0)
@@ -190,18 +221,26 @@ class BulkSource:
 
     # -- downloads ----------------------------------------------------------------------
     def _download(self, manifest: dict[str, Any], files: Path) -> None:
-        token = bool(manifest.get("requiresAccessToken"))
+        token = manifest.get("requiresAccessToken") is True
         for index, output in enumerate(manifest.get("output") or []):
-            rtype, url = str(output.get("type", "Resource")), str(output.get("url", ""))
-            target = files / f"{rtype}.{index:04d}.ndjson"
+            rtype, url = _output(output)
+            if url is None:
+                where = f"{self.http.base} $export manifest output[{index}]"
+                self.errors.append(RunError(where, "manifest entry without a file url", ALL_PATIENTS, rtype))
+                continue
+            target = files / f"{_safe_name(rtype)}.{index:04d}.ndjson"
             if target.exists():
                 continue  # finished in an earlier, interrupted run
             try:
                 self._download_one(url, target, token)
             except FetchError as exc:
                 self.errors.append(RunError(url, f"bulk file download failed: {exc}", ALL_PATIENTS, rtype))
-        for output in manifest.get("error") or []:
-            url = str(output.get("url", ""))
+        errors = manifest.get("error")
+        for output in errors if isinstance(errors, list) else []:
+            _, url = _output(output)
+            if url is None:
+                self.errors.append(RunError(f"{self.http.base} $export manifest", "an error file without a url"))
+                continue
             try:
                 body = self.http.request("GET", url, headers={"Accept": NDJSON}, auth=token).content
             except FetchError as exc:
@@ -210,8 +249,8 @@ class BulkSource:
             for line in body.splitlines():
                 if line.strip():
                     try:
-                        text = operation_outcome_text(orjson.loads(line)) or line.decode("utf-8", "replace")[:300]
-                    except orjson.JSONDecodeError:
+                        text = operation_outcome_text(jsontext.loads(line)) or line.decode("utf-8", "replace")[:300]
+                    except jsontext.JSONTextError:
                         text = line.decode("utf-8", "replace")[:300]
                     # the server could not export something, and does not say whose: every
                     # patient's results that need data become unknown (contract §4)
@@ -250,8 +289,8 @@ class BulkSource:
             elif path.name.startswith("Medication."):
                 for line in path.read_bytes().splitlines():
                     try:
-                        have.add(str(orjson.loads(line).get("id")))
-                    except (orjson.JSONDecodeError, AttributeError):
+                        have.add(str(jsontext.loads(line).get("id")))
+                    except (jsontext.JSONTextError, AttributeError):
                         continue  # the file reader reports the bad line itself
         missing = sorted(wanted - have)
         if not missing:
@@ -264,10 +303,16 @@ class BulkSource:
             while url is not None:
                 try:
                     bundle = self.http.get_json(url, params=params)
-                except FetchError as exc:
-                    self.errors.append(RunError(exc.url, f"referenced Medications could not be fetched: {exc}"))
+                    link = next_link(bundle)
+                except (FetchError, BrokenLinks) as exc:
+                    where = exc.url if isinstance(exc, FetchError) else full_url(url, params)
+                    self.errors.append(RunError(where, f"referenced Medications could not be fetched: {exc}"))
                     break
-                lines += [orjson.dumps(e["resource"]) for e in bundle.get("entry") or [] if "resource" in e]
-                link = next_link(bundle)
+                page = full_url(url, params)
+                for item in unpack(bundle, page):
+                    if isinstance(item, RunError):
+                        self.errors.append(item)
+                    else:
+                        lines.append(jsontext.dumps(item.resource))
                 url, params = (self.http.url(link) if link else None), None
-        (files / "Medication.referenced.ndjson").write_bytes(b"\n".join(lines) + b"\n")
+        (files / "Medication.referenced.ndjson").write_text("".join(f"{line}\n" for line in lines))

@@ -6,16 +6,16 @@ Files are read in sorted path order: the contract's tie-break for duplicate reso
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-
-import orjson
 
 from ..errors import SourceError
 from ..model import RunError
-from .base import Item, unpack
+from . import jsontext
+from .base import Item, not_a_resource, unpack
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +26,15 @@ _RESOURCE_TYPE = re.compile(rb'"resourceType"\s*:\s*"([A-Za-z]+)"')
 
 
 class FileSource:
-    def __init__(self, root: Path) -> None:
+    """`ignore`: glob patterns of files not to read (matched against the path relative to the
+    folder and against the file name), for what a folder holds beside its FHIR data, such as
+    a manifest: any other JSON file that is not FHIR is an error of its place."""
+
+    def __init__(self, root: Path, ignore: Sequence[str] = ()) -> None:
         if not root.exists():
             raise SourceError(f"source not found: {root}")
         self.root = root
+        self.ignore = tuple(ignore)
 
     def describe(self) -> str:
         return str(self.root)
@@ -37,11 +42,20 @@ class FileSource:
     def files(self) -> list[Path]:
         if self.root.is_file():
             return [self.root]
-        return sorted(
+        found = sorted(
             p
             for p in self.root.rglob("*")
             if p.is_file() and p.suffix.lower() in (".json", ".ndjson") and not p.name.startswith(".")
         )
+        if not self.ignore:
+            return found
+        kept = [p for p in found if not self._ignored(p)]
+        log.info("ignored %d files matching --ignore", len(found) - len(kept))
+        return kept
+
+    def _ignored(self, path: Path) -> bool:
+        name = self._name(path)
+        return any(fnmatch.fnmatchcase(name, glob) or fnmatch.fnmatchcase(path.name, glob) for glob in self.ignore)
 
     def _name(self, path: Path) -> str:
         return path.name if self.root.is_file() else path.relative_to(self.root).as_posix()
@@ -57,19 +71,16 @@ class FileSource:
 
 def read_json(path: Path, name: str) -> Iterator[Item | RunError]:
     try:
-        data = orjson.loads(path.read_bytes())
+        data = jsontext.loads(path.read_bytes())
     except OSError as exc:
         yield RunError(name, f"cannot read file: {exc.strerror}")
         return
-    except orjson.JSONDecodeError as exc:
+    except jsontext.JSONTextError as exc:
         yield RunError(name, f"not valid JSON: {exc}")
         return
-    if isinstance(data, dict) and "resourceType" not in data:
-        # e.g. a manifest beside the data: not FHIR, so not lost FHIR data either
-        log.warning("skipped %s: JSON without resourceType (not a FHIR resource)", name)
-        return
-    if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
-        yield RunError(name, "not a FHIR resource (no resourceType)")
+    problem = not_a_resource(data)
+    if problem is not None:
+        yield RunError(name, problem)
         return
     yield from unpack(data, name)
 
@@ -82,16 +93,17 @@ def read_ndjson(path: Path, name: str) -> Iterator[Item | RunError]:
         return
     with handle:
         for number, line in enumerate(handle, start=1):
-            if not line.strip():
+            if not jsontext.strip_bom(line).strip():
                 continue
             where = f"{name}:{number}"
             try:
-                data = orjson.loads(line)
-            except orjson.JSONDecodeError:
+                data = jsontext.loads(line)
+            except jsontext.JSONTextError:
                 yield broken_line(where, line, f"line {number} is not valid JSON")
                 continue
-            if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
-                yield broken_line(where, line, f"line {number} is not a FHIR resource (no resourceType)")
+            problem = not_a_resource(data)
+            if problem is not None:
+                yield broken_line(where, line, f"line {number} is {problem}")
                 continue
             yield from unpack(data, where)
 

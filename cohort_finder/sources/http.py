@@ -1,26 +1,30 @@
 """HTTP for FHIR servers: one pooled `requests.Session`, timeouts, retries with back-off.
 
 Retries (urllib3 `Retry`): connection errors, read timeouts, 429 and 5xx, with exponential
-back-off and jitter, honouring `Retry-After`. A body that is not JSON (a truncated page) is
-fetched again too. What still fails raises FetchError with the server's OperationOutcome
-diagnostics; sources turn that into a run error (contract §4), never into silence.
+back-off and jitter, honouring `Retry-After`. A 200 whose body is not FHIR JSON (a truncated
+page, a gzip body cut short, a proxy's HTML login or maintenance page, a Content-Type that is
+not JSON) is fetched again too, after the same back-off: such answers are often passing.
+What still fails raises FetchError with the server's OperationOutcome diagnostics, or with
+what was wrong with the body; sources turn that into a run error (contract §4), never into
+silence. JSON is read as every source reads it (jsontext.py).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
 
-import orjson
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from .. import __version__
 from ..errors import CohortFinderError
+from . import jsontext
 from .auth import Auth, NoAuth
 
 log = logging.getLogger(__name__)
@@ -62,7 +66,8 @@ def operation_outcome_text(body: Any) -> str | None:
     if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
         return None
     parts = []
-    for issue in body.get("issue") or []:
+    issues = body.get("issue")
+    for issue in issues if isinstance(issues, list) else []:
         if not isinstance(issue, dict):
             continue
         details = issue["details"] if isinstance(issue.get("details"), dict) else {}
@@ -74,8 +79,8 @@ def operation_outcome_text(body: Any) -> str | None:
 
 def _describe_failure(response: requests.Response) -> str:
     try:
-        outcome = operation_outcome_text(orjson.loads(response.content))
-    except orjson.JSONDecodeError:
+        outcome = operation_outcome_text(jsontext.loads(response.content))
+    except (jsontext.JSONTextError, requests.RequestException):
         outcome = None
     reason = f"HTTP {response.status_code} {response.reason or ''}".strip()
     return f"{reason}: {outcome}" if outcome else reason
@@ -163,28 +168,50 @@ class FhirHttp:
     def get_json(
         self, url: str, params: Params | None = None, headers: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
-        """GET a JSON object. A body that does not parse (cut short in transit) is asked for
-        again, as many times as the settings' retries allow."""
+        """GET a JSON object. A body that is not one (cut short in transit, HTML, another
+        Content-Type) is asked for again, after a pause, as many times as the settings'
+        retries allow."""
         last = ""
-        for _ in range(self.settings.retries + 1):
+        for attempt in range(self.settings.retries + 1):
+            if attempt:
+                self.pause(attempt)
             try:
                 response = self.request("GET", url, params=params, headers=headers)
+                body = json_body(response)
             except FetchError as exc:
                 if not exc.cut_short:
                     raise
                 last = str(exc)
                 log.warning("retrying %s: %s", exc.url, last)
                 continue
-            try:
-                body = orjson.loads(response.content)
-            except orjson.JSONDecodeError as exc:
-                last = f"response is not valid JSON ({exc})"
-                log.warning("retrying %s: %s", response.url, last)
-                continue
             if not isinstance(body, dict):
-                raise FetchError(response.url, "response is not a JSON object")
+                raise FetchError(response.url, f"response is JSON but not an object ({type(body).__name__})")
             return body
         raise FetchError(full_url(url, params), last)
+
+    def pause(self, attempt: int) -> None:
+        """The back-off before asking again for a body that was not usable."""
+        s = self.settings
+        time.sleep(min(s.backoff * 2 ** (attempt - 1), s.backoff_max))
+
+
+def json_body(response: requests.Response) -> Any:
+    """A 200's body as JSON, or FetchError(cut_short=True) saying what it is instead."""
+    kind = response.headers.get("Content-Type", "")
+    media = kind.split(";", 1)[0].strip().lower()
+    try:
+        content = response.content
+    except requests.RequestException as exc:  # a gzip body cut short fails as it is decoded
+        raise FetchError(response.url, f"body could not be read: {_reason(exc)}", cut_short=True) from exc
+    if media and "json" not in media:
+        sample = content[:60].decode("utf-8", "replace").strip()
+        raise FetchError(
+            response.url, f"answered Content-Type {media}, not FHIR JSON (body starts {sample!r})", cut_short=True
+        )
+    try:
+        return jsontext.loads(content)
+    except jsontext.JSONTextError as exc:
+        raise FetchError(response.url, f"response is not valid JSON ({exc})", cut_short=True) from exc
 
 
 def _reason(exc: requests.RequestException) -> str:

@@ -21,8 +21,15 @@ STRICT = {"Prefer": "handling=strict"}  # a misspelt search parameter fails loud
 MAX_PAGES = 1_000_000
 
 
+class BrokenLinks(ValueError):
+    """A page whose `link` is not a list: whether it has a next page cannot be told."""
+
+
 def next_link(bundle: dict[str, Any]) -> str | None:
-    for link in bundle.get("link") or []:
+    links = bundle.get("link")
+    if links is not None and not isinstance(links, list):
+        raise BrokenLinks("Bundle.link is not a list: whether more pages follow cannot be told")
+    for link in links or []:
         if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
             return str(link["url"])
     return None
@@ -72,9 +79,16 @@ class RestSource:
             for item in unpack(bundle, page):
                 if isinstance(item, Item):
                     self.resources += 1
+                elif item.patient_id is None:
+                    # whose resource the page lost cannot be told: every patient's of this search
+                    item = RunError(item.source, item.message, ALL_PATIENTS, search.resource_type)
                 yield item
             seen.add(page)
-            link = next_link(bundle)
+            try:
+                link = next_link(bundle)
+            except BrokenLinks as exc:
+                yield RunError(page, str(exc), ALL_PATIENTS, search.resource_type)
+                return
             url, params = (self.http.url(link) if link else None), None  # a relative link resolves against the base
             if url is not None and (url in seen or len(seen) >= MAX_PAGES):
                 yield RunError(

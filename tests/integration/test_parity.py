@@ -61,7 +61,7 @@ def _comparable(run: Run) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def file_run(fhir_server: LoadedServer, tmp_path_factory: pytest.TempPathFactory) -> Run:
     data = _same_data_as_server(tmp_path_factory.mktemp("data"), fhir_server)
-    run = _run(str(data), tmp_path_factory.mktemp("file-out"))
+    run = _run(str(data), tmp_path_factory.mktemp("file-out"), "--ignore", "SOURCE_MANIFEST.json")
     assert run.exit_code == 0, run.stderr
     return run
 

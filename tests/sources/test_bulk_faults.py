@@ -521,3 +521,39 @@ def test_a_broken_line_in_the_medication_file_is_an_error_not_a_crash(httpserver
     assert "Medication/m1" in ids(items)
     assert len(errors) == 1
     assert errors[0].source.endswith(":2")
+
+
+def test_a_manifest_that_is_not_an_export_manifest_raises(httpserver: HTTPServer, tmp_path: Path) -> None:
+    httpserver.expect_request(KICK_OFF).respond_with_response(
+        Response(status=202, headers={"Content-Location": httpserver.url_for(STATUS)})
+    )
+    httpserver.expect_request(STATUS).respond_with_json({"output": {"type": "Patient"}})
+
+    with pytest.raises(FetchError, match="not an object with an `output` list"):
+        read(bulk(httpserver, tmp_path))
+
+
+def test_odd_manifest_entries_are_errors_and_a_type_never_becomes_a_path(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    server = standard_export(httpserver)
+    server.manifest["output"] = [
+        {"type": "../../escape", "url": server.file_url("patients.ndjson")},
+        {"type": "Observation"},  # no url
+        "not an entry",
+        {"type": "Observation", "url": server.file_url("observations.ndjson")},
+    ]
+    server.manifest["error"] = {"not": "a list"}
+    httpserver.clear_all_handlers()
+    ExportServer(httpserver, {"patients.ndjson": ("Patient", ndjson(PATIENTS)), **{
+        "observations.ndjson": ("Observation", ndjson(OBSERVATIONS))}})  # fmt: skip
+    httpserver.expect_oneshot_request(STATUS, method="GET").respond_with_json(server.manifest)
+    source = bulk(httpserver, tmp_path)
+
+    items, errors = read(source)
+
+    assert ids(items) == EVERYTHING
+    assert [e.message for e in errors] == ["manifest entry without a file url"] * 2
+    assert all(e.patient_id == ALL_PATIENTS for e in errors)
+    names = sorted(p.name for p in (source.folder / "files").iterdir())
+    assert names == ["Observation.0003.ndjson", "Resource.0000.ndjson"]

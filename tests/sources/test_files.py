@@ -74,10 +74,45 @@ def test_bad_lines_and_files_become_errors_and_reading_goes_on(tmp_path: Path) -
     assert errors[1].patient_id is None
 
 
-def test_json_without_resource_type_is_skipped_not_an_error(tmp_path: Path) -> None:
+def test_json_without_resource_type_is_an_error_of_its_file_unless_ignored(tmp_path: Path) -> None:
     write(tmp_path / "SOURCE_MANIFEST.json", {"files": []})
+    write(tmp_path / "sub" / "hello.json", {"hello": "world"})
+    (tmp_path / "x.ndjson").write_text('{"id": "p1"}\n')
     items, errors = read_all(tmp_path)
+    assert items == []
+    assert [(e.source, e.message) for e in errors] == [
+        ("SOURCE_MANIFEST.json", "not a FHIR resource (no resourceType)"),
+        ("sub/hello.json", "not a FHIR resource (no resourceType)"),
+        ("x.ndjson:1", "line 1 is not a FHIR resource (no resourceType)"),
+    ]
+    items, errors = split(FileSource(tmp_path, ignore=["SOURCE_MANIFEST.json", "sub/*", "*.ndjson"]))
     assert items == [] and errors == []
+
+
+def test_a_byte_order_mark_is_ignored_at_the_start_of_a_file_and_of_a_line(tmp_path: Path) -> None:
+    bom = b"\xef\xbb\xbf"
+    (tmp_path / "a.json").write_bytes(bom + json.dumps({"resourceType": "Patient", "id": "p1"}).encode())
+    (tmp_path / "b.ndjson").write_bytes(
+        bom + b'{"resourceType": "Patient", "id": "p2"}\n' + bom + b'{"resourceType": "Patient", "id": "p3"}\n' + bom
+    )
+    items, errors = read_all(tmp_path)
+    assert errors == []
+    assert [i.resource["id"] for i in items] == ["p1", "p2", "p3"]
+
+
+def test_nan_and_infinity_are_read_as_non_finite_numbers_and_other_non_json_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "x.ndjson").write_text(
+        '{"resourceType": "Observation", "id": "o1", "valueQuantity": {"value": NaN}}\n'
+        '{"resourceType": "Observation", "id": "o2", "valueQuantity": {"value": -Infinity}, "x": [1, 2,]}\n'
+        '{"resourceType": "Observation", "id": "o3", "valueQuantity": {"value": 1e999}}\n'
+        '{"resourceType": "Observation", "id": "o4", "note": "\\ud800"}\n'
+        '{"resourceType": "Observation", "id": "o5" /* a comment */}\n'
+    )
+    items, errors = read_all(tmp_path)
+    values = [i.resource["valueQuantity"]["value"] for i in items]
+    assert [i.resource["id"] for i in items] == ["o1", "o2", "o3"]
+    assert values[0] != values[0] and values[1] == float("-inf") and values[2] == float("inf")
+    assert [e.source for e in errors] == ["x.ndjson:4", "x.ndjson:5"]
 
 
 def test_missing_source_is_a_usage_error(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ Nothing may disappear silently, and nothing may escape as an exception.
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 import time
@@ -23,6 +24,7 @@ from cohort_finder.criteria import load_trial
 from cohort_finder.model import ALL_PATIENTS, Result, RunError
 from cohort_finder.pipeline import evaluate_source
 from cohort_finder.search_plan import Search, plan
+from cohort_finder.source_factory import offers_export
 from cohort_finder.sources.base import Item
 from cohort_finder.sources.http import FhirHttp, HttpSettings
 from cohort_finder.sources.rest import RestSource
@@ -329,6 +331,106 @@ def test_a_page_whose_connection_always_drops_mid_body_becomes_an_error(httpserv
     assert (errors[0].patient_id, errors[0].resource_type) == (ALL_PATIENTS, "Patient")
 
 
+def test_a_200_html_page_is_asked_for_again_then_an_error_naming_what_came(httpserver: HTTPServer) -> None:
+    login = "<html><body>Please sign in</body></html>"
+    httpserver.expect_oneshot_request("/fhir/Patient").respond_with_data(login, content_type="text/html")
+    serve(httpserver, "/fhir/Patient", bundle([patient("p1")]))
+    items, errors = read(RestSource(http_for(httpserver), [PATIENTS]))
+    assert errors == [] and ids(items) == ["Patient/p1"]  # a proxy's page in passing: the retry recovers
+
+    httpserver.clear()
+    httpserver.expect_request("/fhir/Patient").respond_with_data(login, content_type="text/html; charset=utf-8")
+    serve(httpserver, "/fhir/Condition", bundle([condition("c1")]))
+    items, errors = read(RestSource(http_for(httpserver), [PATIENTS, Search("Condition")]))
+    assert ids(items) == ["Condition/c1"]
+    assert len(errors) == 1 and errors[0].source.startswith(httpserver.url_for("/fhir/Patient"))
+    assert (
+        "answered Content-Type text/html, not FHIR JSON (body starts '<html><body>Please sign in" in errors[0].message
+    )
+    assert (errors[0].patient_id, errors[0].resource_type) == (ALL_PATIENTS, "Patient")
+    assert len(hits(httpserver, "/fhir/Patient")) == FAST.retries + 1
+
+
+def test_json_under_another_json_content_type_is_read_and_a_plain_text_type_is_not(httpserver: HTTPServer) -> None:
+    body = json.dumps(bundle([patient("p1")]))
+    httpserver.expect_request("/fhir/Patient").respond_with_data(body, content_type="application/json+fhir")
+    items, errors = read(RestSource(http_for(httpserver), [PATIENTS]))
+    assert errors == [] and ids(items) == ["Patient/p1"]
+
+    httpserver.clear()
+    httpserver.expect_request("/fhir/Patient").respond_with_data(body, content_type="text/plain")
+    items, errors = read(RestSource(http_for(httpserver), [PATIENTS]))
+    assert items == [] and "answered Content-Type text/plain" in errors[0].message
+
+
+def test_a_page_with_nan_is_read_and_only_the_resource_that_needs_the_value_is_unusable(
+    httpserver: HTTPServer,
+) -> None:
+    page = json.dumps(bundle([patient("p1"), patient("p2")]))
+    observations = bundle([observation("o1"), observation("o2", "p2")])
+    observations["entry"][0]["resource"]["valueQuantity"] = {"value": float("nan"), "unit": "%"}
+    httpserver.expect_request("/fhir/Patient").respond_with_data(page, content_type=FHIR_JSON)
+    httpserver.expect_request("/fhir/Observation").respond_with_data(json.dumps(observations), content_type=FHIR_JSON)
+    items, errors = read(RestSource(http_for(httpserver), [PATIENTS, Search("Observation")]))
+    assert errors == []  # the page is JSON as every source reads it; the value is judged by facts.py
+    value = next(i for i in items if i.resource["id"] == "o1").resource["valueQuantity"]["value"]
+    assert value != value  # NaN
+    assert len(hits(httpserver, "/fhir/Observation")) == 1
+
+
+def test_a_bundle_whose_entry_is_not_a_list_is_an_error_for_every_patient(httpserver: HTTPServer) -> None:
+    serve(httpserver, "/fhir/Observation", {"resourceType": "Bundle", "type": "searchset", "entry": {"x": 1}})
+    items, errors = read(RestSource(http_for(httpserver), [Search("Observation")]))
+    assert items == []
+    assert [(e.message, e.patient_id, e.resource_type) for e in errors] == [
+        ("Bundle.entry is not a list", ALL_PATIENTS, "Observation")
+    ]
+
+
+def test_an_entry_without_a_resource_type_names_its_patient_or_else_every_patient(httpserver: HTTPServer) -> None:
+    page = bundle([observation("o1")])
+    page["entry"] += [
+        {"resource": {"id": "x", "subject": {"reference": "Patient/p2"}}},
+        {"resource": {"id": "y"}},
+        {"resource": {"resourceType": "Conditon", "id": "z"}},
+        "not an entry",
+    ]
+    page["link"] = {"relation": "next"}  # not a list: whether more pages follow cannot be told
+    serve(httpserver, "/fhir/Observation", page)
+    items, errors = read(RestSource(http_for(httpserver), [Search("Observation")]))
+    assert ids(items) == ["Observation/o1"]
+    where = httpserver.url_for("/fhir/Observation")
+    assert [(e.source.removeprefix(where), e.patient_id) for e in errors] == [
+        ("#entry[1]", "Patient/p2"),
+        ("#entry[2]", ALL_PATIENTS),
+        ("#entry[3]", ALL_PATIENTS),
+        ("#entry[4]", ALL_PATIENTS),
+        ("", ALL_PATIENTS),
+    ]
+    assert "resourceType 'Conditon' is not one FHIR defines" in errors[2].message
+    assert "Bundle.link is not a list" in errors[4].message
+
+
+def test_a_gzip_body_cut_short_is_fetched_again_then_an_error(httpserver: HTTPServer) -> None:
+    whole = gzip.compress(json.dumps(bundle([patient("p1")])).encode())
+    cut = Response(whole[: len(whole) - 12], content_type=FHIR_JSON, headers={"Content-Encoding": "gzip"})
+    httpserver.expect_oneshot_request("/fhir/Patient").respond_with_response(cut)
+    httpserver.expect_request("/fhir/Patient").respond_with_response(
+        Response(whole, content_type=FHIR_JSON, headers={"Content-Encoding": "gzip"})
+    )
+    items, errors = read(RestSource(http_for(httpserver), [PATIENTS]))
+    assert errors == [] and ids(items) == ["Patient/p1"]
+
+    httpserver.clear()
+    httpserver.expect_request("/fhir/Patient").respond_with_handler(
+        lambda _: Response(whole[: len(whole) - 12], content_type=FHIR_JSON, headers={"Content-Encoding": "gzip"})
+    )
+    items, errors = read(RestSource(http_for(httpserver), [PATIENTS]))
+    assert items == [] and len(errors) == 1
+    assert (errors[0].patient_id, errors[0].resource_type) == (ALL_PATIENTS, "Patient")
+    assert len(hits(httpserver, "/fhir/Patient")) == FAST.retries + 1
+
+
 # -- the server's own errors ---------------------------------------------------------------
 
 
@@ -450,3 +552,23 @@ def test_a_failing_observation_search_makes_every_patients_lab_results_unknown(h
     assert len(failed) == len(observation_searches) == len(result.errors)
     assert all("500" in e.message and "database down" in e.message for e in failed)
     assert all("Observation" in e.message for e in failed)  # says whose data it was
+
+
+@pytest.mark.parametrize(
+    ("statement", "offers"),
+    [
+        ({"resourceType": "CapabilityStatement", "rest": [{"operation": [{"name": "export"}]}]}, True),
+        ({"resourceType": "CapabilityStatement", "rest": [{"resource": [{"operation": [{"name": "export"}]}]}]}, True),
+        ({"resourceType": "CapabilityStatement", "rest": {"operation": [{"name": "export"}]}}, False),
+        (
+            {"resourceType": "CapabilityStatement", "rest": [5, {"resource": "x", "operation": {"name": "export"}}]},
+            False,
+        ),
+        ({"resourceType": "CapabilityStatement", "rest": [{"resource": [None, 1, {"operation": [7]}]}]}, False),
+    ],
+)
+def test_a_capability_statement_of_any_shape_is_read_without_a_crash(
+    httpserver: HTTPServer, statement: dict[str, Any], offers: bool
+) -> None:
+    serve(httpserver, "/fhir/metadata", statement)
+    assert offers_export(http_for(httpserver)) is offers

@@ -79,8 +79,10 @@ class Catalogue:
             self._add(item)
         except FactError as exc:
             rtype = item.resource.get("resourceType")
+            rid = item.resource.get("id")
+            named = f"{rtype}/{rid}" if isinstance(rid, str) and rid else str(rtype)
             ref = patient_reference(item.resource)
-            self.errors.append(RunError(item.origin, f"{rtype} is not usable: {exc}", ref, str(rtype)))
+            self.errors.append(RunError(item.origin, f"{named} is not usable: {exc}", ref, str(rtype)))
 
     def _add(self, item: Item) -> None:
         res: dict[str, Any] = item.resource
@@ -97,6 +99,8 @@ class Catalogue:
             self.full_urls[item.full_url] = key
         if rtype == "Patient":
             person = patient_fact(res, rid)
+            if person.problems:  # every rule may read the Patient: always an error
+                self.errors.append(RunError(item.origin, f"{key} {'; '.join(person.problems)}", rid, "Patient"))
             old = self.patients.get(rid)
             if old is None or _newer_or_same(person.last_updated, old.last_updated):
                 self.patients[rid] = person

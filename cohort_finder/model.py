@@ -27,11 +27,13 @@ class Coding:
 class PatientFact:
     id: str
     gender: str | None
-    birth_date: str | None  # as written: YYYY, YYYY-MM or YYYY-MM-DD
+    birth_date: str | None  # as written: YYYY, YYYY-MM or YYYY-MM-DD (or not a date: see problems)
     deceased: bool  # deceasedBoolean true
-    deceased_date: str | None  # first 10 characters of deceasedDateTime
+    deceased_date: str | None  # deceasedDateTime as written (or not a dateTime: see problems)
     last_updated: str | None = None
     name: str | None = None  # for the investigator's report only; never logged
+    deceased_unreadable: bool = False  # deceasedBoolean present but not true or false
+    problems: tuple[str, ...] = ()  # what is wrong with its values, worded after "Patient/id"
 
 
 @dataclass(slots=True)
@@ -79,6 +81,9 @@ class Fact:
     period_end: str | None = None  # None with period_start set: open end, runs to as-of
     supply_days: int | None = None  # MedicationRequest: days from authoredOn
     medication_ref: str | None = None  # unresolved Medication reference (resolved in linking)
+    # what is wrong with its values, each worded to follow "Type/id" ("has an invalid date
+    # (...)"): a rule that would read it cannot use it (pipeline.link)
+    problems: tuple[str, ...] = ()
 
 
 ALL_PATIENTS = "*"  # RunError.patient_id of a failure whose patients cannot be told (a failed page)
@@ -158,6 +163,8 @@ class PatientRecord:
     facts: list[Fact] = field(default_factory=list)
     # resource types of this patient that could not be read (contract §4); "*" = any type
     incomplete: set[str] = field(default_factory=set)
+    # resources some rule would read whose values are unusable: (the rules' bits, why)
+    unusable: list[tuple[int, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

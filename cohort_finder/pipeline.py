@@ -21,7 +21,7 @@ from .catalogue import Catalogue
 from .criteria import Trial
 from .engines import Engine, PythonEngine
 from .evaluate import evaluate_patient
-from .evaluate.plan import plan_for
+from .evaluate.plan import Plan, plan_for
 from .model import ALL_PATIENTS, Fact, PatientFact, PatientRecord, PatientResult, RunError, RunResult, Status
 from .report import PatientRenderer, write_rendered
 from .report.rendered import incomplete_patients
@@ -99,23 +99,54 @@ class Linked:
     by_patient: dict[str, list[Fact]]
     errors: list[RunError]
     incomplete: dict[str, set[str]]  # patient id -> resource types that could not be read
+    unusable: dict[str, list[tuple[int, str]]]  # patient id -> (rules' bits, why) of unusable resources
 
     @property
     def ids(self) -> list[str]:
         return sorted(self.by_patient)
 
 
+def _unusable(
+    catalogue: Catalogue, by_patient: dict[str, list[Fact]], plan: Plan, place: Callable[[RunError], RunError]
+) -> tuple[list[RunError], dict[str, list[tuple[int, str]]]]:
+    """Take the resources whose values are unusable (facts.py `problems`) out of the facts the
+    rules read. Where some rule of the trial would read one, it is an error of its place and
+    those rules cannot be decided (evaluate); where none would, it is ignored, as it is by an
+    engine that never reads it."""
+    errors: list[RunError] = []
+    unusable: dict[str, list[tuple[int, str]]] = {}
+    for pid, facts in by_patient.items():
+        if not any(f.problems for f in facts):
+            continue
+        by_patient[pid] = [f for f in facts if not f.problems]
+        for fact in facts:
+            bits = plan.bits_of(fact) if fact.problems else 0
+            if not bits:
+                continue
+            why = f"{fact.resource_type}/{fact.resource_id} {'; '.join(fact.problems)}"
+            origin = catalogue.facts[(fact.resource_type, fact.resource_id)][1]
+            errors.append(place(RunError(origin, f"{why} (Patient/{pid})", pid, fact.resource_type)))
+            unusable.setdefault(pid, []).append((bits, why))
+    return errors, unusable
+
+
 def link(
-    catalogue: Catalogue, place: Callable[[RunError], RunError] = lambda e: e, known_errors: Sequence[RunError] = ()
+    catalogue: Catalogue,
+    plan: Plan,
+    place: Callable[[RunError], RunError] = lambda e: e,
+    known_errors: Sequence[RunError] = (),
 ) -> Linked:
     """`known_errors`, found outside the catalogue, only mark the data of the patients they
     name as incomplete."""
     by_patient, link_errors = catalogue.link()
     errors, incomplete = name_errors(catalogue, catalogue.errors + link_errors, place)
+    value_errors, unusable = _unusable(catalogue, by_patient, plan, place)
+    if value_errors:
+        errors = sorted(errors + value_errors, key=_natural)
     if known_errors:
         for pid, kinds in _name_patients(catalogue, list(known_errors))[1].items():
             incomplete.setdefault(pid, set()).update(kinds)
-    return Linked(catalogue.patients, by_patient, errors, incomplete)
+    return Linked(catalogue.patients, by_patient, errors, incomplete, unusable)
 
 
 def evaluate_patients(trial: Trial, linked: Linked, as_of: date, ids: Sequence[str]) -> tuple[list[PatientResult], int]:
@@ -127,7 +158,9 @@ def evaluate_patients(trial: Trial, linked: Linked, as_of: date, ids: Sequence[s
     for pid in ids:
         facts, fact_bits = plan.relevant(linked.by_patient[pid])  # the rows some rule can use
         kept += len(facts)
-        record = PatientRecord(linked.patients[pid], facts, linked.incomplete.get(pid, set()))
+        record = PatientRecord(
+            linked.patients[pid], facts, linked.incomplete.get(pid, set()), linked.unusable.get(pid, [])
+        )
         patients.append(evaluate_patient(trial, record, as_of, plan, fact_bits))
     return patients, kept
 
@@ -141,7 +174,7 @@ def evaluate_catalogue(
 ) -> Evaluated:
     """Link, reduce and evaluate every patient of a catalogue: the whole source's (python and
     duckdb engines), or one patient's (a Spark group)."""
-    linked = link(catalogue, place, known_errors)
+    linked = link(catalogue, plan_for(trial, as_of), place, known_errors)
     patients, kept = evaluate_patients(trial, linked, as_of, linked.ids)
     return Evaluated(patients, linked.errors, kept)
 
@@ -154,7 +187,7 @@ class EvaluatingEngine(Protocol):
     def evaluate(self, trial: Trial, source: Source, as_of: date) -> Evaluated: ...
 
 
-def _collect(trial: Trial, source: Source, engine: Engine) -> Linked:
+def _collect(trial: Trial, source: Source, engine: Engine, as_of: date) -> Linked:
     catalogue = engine.collect(trial, source)
     log.info(
         "%s engine: %d resources read into Python: %d patients, %d clinical resources, %d errors",
@@ -164,7 +197,7 @@ def _collect(trial: Trial, source: Source, engine: Engine) -> Linked:
         len(catalogue.facts),
         len(catalogue.errors),
     )
-    return link(catalogue, engine.place)
+    return link(catalogue, plan_for(trial, as_of), engine.place)
 
 
 def _header(trial: Trial, as_of: date, source_label: str, errors: Sequence[RunError]) -> RunResult:
@@ -191,7 +224,7 @@ def evaluate_source(
     if isinstance(engine, EvaluatingEngine):
         done = engine.evaluate(trial, source, as_of)
     else:
-        linked = _collect(trial, source, engine)
+        linked = _collect(trial, source, engine, as_of)
         patients, kept = evaluate_patients(trial, linked, as_of, linked.ids)
         done = Evaluated(patients, linked.errors, kept)
     _log_evaluated(done.kept, len(done.patients), started)
@@ -244,7 +277,7 @@ def run(
             renderer = PatientRenderer(header.criteria, incomplete_patients(done.errors))
             rendered, kept = renderer.render(done.patients), done.kept
         else:
-            linked = _collect(trial, source, engine)
+            linked = _collect(trial, source, engine, as_of)
             header = _header(trial, as_of, source_label, linked.errors)
             incomplete = incomplete_patients(linked.errors)
             rendered, kept = evaluate_and_render(

@@ -121,11 +121,33 @@ def test_orphans_and_missing_medications_are_errors_not_silence() -> None:
     assert "Patient/ghost" in errors[0].message
 
 
-def test_unusable_resource_is_an_error_naming_its_patient() -> None:
+def test_a_resource_whose_codes_cannot_be_read_is_an_error_naming_its_patient() -> None:
     bad = obs("o1", "Patient/p1", 1)
-    bad["valueQuantity"]["value"] = "high"
+    bad["code"] = {"coding": {"system": "http://loinc.org", "code": "4548-4"}}  # an object, not a list
     cat = collect([item({"resourceType": "Patient", "id": "p1"}), item(bad, "o.json")])
     assert len(cat.errors) == 1
     error = cat.errors[0]
     assert (error.source, error.patient_id, error.resource_type) == ("o.json", "Patient/p1", "Observation")
-    assert "valueQuantity.value must be a number" in error.message
+    assert "code.coding must be a list" in error.message
+
+
+def test_a_value_that_is_not_usable_stays_on_the_row_for_the_pipeline_to_judge() -> None:
+    bad = obs("o1", "Patient/p1", 1)
+    bad["valueQuantity"]["value"] = "13"
+    bad["effectiveDateTime"] = "2026-13-45"
+    cat = collect([item({"resourceType": "Patient", "id": "p1"}), item(bad, "o.json")])
+    assert cat.errors == []
+    (fact,) = cat.link()[0]["p1"]
+    assert fact.problems == (
+        "has an invalid date (effectiveDateTime '2026-13-45')",
+        "is not usable (valueQuantity.value is '13', not a number)",
+    )
+    assert (fact.value, fact.effective) == (None, None)
+
+
+def test_a_patient_with_an_invalid_birth_date_is_an_error_and_still_a_patient() -> None:
+    cat = collect([item({"resourceType": "Patient", "id": "p1", "birthDate": "1960-02-30"}, "p.json")])
+    assert [(e.source, e.message) for e in cat.errors] == [
+        ("p.json", "Patient/p1 has an invalid date (birthDate '1960-02-30')")
+    ]
+    assert list(cat.patients) == ["p1"]

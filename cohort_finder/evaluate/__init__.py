@@ -88,8 +88,19 @@ def evaluate_rule(rule: AnyRule, ctx: Context, plan: Plan | None = None) -> Outc
                 found = leaf.evaluate(rule, ctx)
             finally:
                 ctx.view = -1
-        outcome = _incomplete(rule, leaf, found, ctx)
+        outcome = _unusable(leaf, _incomplete(rule, leaf, found, ctx), ctx, bit)
     return logic.remap(outcome, rule.outcome)
+
+
+def _unusable(leaf: _Leaf, outcome: Outcome, ctx: Context, bit: int) -> Outcome:
+    """A resource the rule would read has unusable values (an invalid date, a value that is
+    not a number): the rule cannot be decided, unless it is a presence rule met by other data.
+    The note names the resource; a note saying nothing was found would not be true."""
+    notes = [why for bits, why in ctx.record.unusable if bits & bit]
+    if not notes or (outcome.result is Result.MET and leaf.met_stands):
+        return outcome
+    kept = outcome.notes if outcome.evidence else ()
+    return Outcome(Result.UNKNOWN, outcome.evidence, (*notes, *kept))
 
 
 def _incomplete(rule: AnyRule, leaf: _Leaf, outcome: Outcome, ctx: Context) -> Outcome:
@@ -142,7 +153,8 @@ def evaluate_patient(
         fact_bits = plan.relevant(record.facts)[1]
     ctx = Context(record, as_of, trial.terminology.converter, trial.terminology.known_medication_codes)
     ctx.fact_bits = fact_bits
-    ctx.relevant = functools.reduce(operator.or_, fact_bits.values(), 0)
+    # a rule an unusable resource matters to is evaluated for this patient, never shared
+    ctx.relevant = functools.reduce(operator.or_, [*fact_bits.values(), *(b for b, _ in record.unusable)], 0)
     results = tuple(evaluate_criterion(c, ctx, plan) for c in trial.criteria)
     ages = age_range(record.patient.birth_date, as_of)
     shown_age = ages[0] if ages and ages[0] == ages[1] else None

@@ -7,6 +7,7 @@ from datetime import date
 
 from ..criteria import AgeRule, SexRule
 from ..model import Evidence, Outcome, Result
+from ..primitives import is_date, is_date_time
 from .context import Context
 
 
@@ -18,9 +19,15 @@ def alive(ctx: Context) -> Outcome:
     p = ctx.record.patient
     if p.deceased:
         return Outcome(Result.NOT_MET, _patient_evidence(ctx), ("deceasedBoolean is true",))
-    if p.deceased_date and p.deceased_date <= ctx.as_of_text:
-        ev = (Evidence(f"Patient/{p.id}", date=p.deceased_date),)
-        return Outcome(Result.NOT_MET, ev, (f"deceased on {p.deceased_date}",))
+    if p.deceased_unreadable:
+        return Outcome(Result.UNKNOWN, _patient_evidence(ctx), ("deceasedBoolean is neither true nor false",))
+    if p.deceased_date and not is_date_time(p.deceased_date):
+        why = f"deceasedDateTime {p.deceased_date!r} is not a valid date: the patient may have died before as-of"
+        return Outcome(Result.UNKNOWN, _patient_evidence(ctx), (why,))
+    day = p.deceased_date[:10] if p.deceased_date else None
+    if day and day <= ctx.as_of_text:
+        ev = (Evidence(f"Patient/{p.id}", date=day),)
+        return Outcome(Result.NOT_MET, ev, (f"deceased on {day}",))
     return Outcome(Result.MET, (), ())
 
 
@@ -30,7 +37,7 @@ def _years(born: date, on: date) -> int:
 
 def age_range(birth_date: str | None, as_of: date) -> tuple[int, int] | None:
     """(youngest, oldest) possible age in whole years; a partial birthDate widens it."""
-    if not birth_date:
+    if not birth_date or not is_date(birth_date):
         return None
     try:
         parts = [int(x) for x in birth_date[:10].split("-")]
@@ -52,7 +59,7 @@ def age(rule: AgeRule, ctx: Context) -> Outcome:
     p = ctx.record.patient
     found = age_range(p.birth_date, ctx.as_of)
     if found is None:
-        why = "birthDate missing" if not p.birth_date else "birthDate is not a date"
+        why = "birthDate missing" if not p.birth_date else f"birthDate {p.birth_date!r} is not a valid date"
         return Outcome(Result.UNKNOWN, (), (why,))
     youngest, oldest = found
 

@@ -40,7 +40,9 @@ def _period(fact: Fact, as_of: date) -> tuple[date, date] | None:
     try:
         start = date.fromisoformat(fact.period_start or "")
         if fact.supply_days is not None:
-            end = start + timedelta(days=fact.supply_days - 1)
+            # a supply that lasts past as-of ends there (and never past the calendar's end)
+            last = fact.supply_days - 1
+            end = as_of if last >= (as_of - start).days else start + timedelta(days=last)
         else:
             end = date.fromisoformat(fact.period_end) if fact.period_end else as_of
     except ValueError:

@@ -15,7 +15,7 @@ from cohort_finder.criteria import load_trial
 from cohort_finder.engines import PythonEngine
 from cohort_finder.evaluate import evaluate_criterion, evaluate_patient
 from cohort_finder.evaluate.context import Context
-from cohort_finder.evaluate.plan import Plan
+from cohort_finder.evaluate.plan import Plan, plan_for
 from cohort_finder.model import Fact, PatientRecord
 from cohort_finder.pipeline import link
 from cohort_finder.sources.files import FileSource
@@ -41,7 +41,7 @@ def test_every_result_is_what_the_rules_give_without_the_plan(criteria: str, sou
     if not source.exists():
         pytest.skip(f"{source} not present")
     trial = load_trial(CRITERIA / criteria)
-    linked = link(PythonEngine().collect(trial, FileSource(source)))
+    linked = link(PythonEngine().collect(trial, FileSource(source)), plan_for(trial, AS_OF))
     plan = Plan(trial, AS_OF)
     shared = 0
     for pid in linked.ids:
@@ -56,7 +56,7 @@ def test_every_result_is_what_the_rules_give_without_the_plan(criteria: str, sou
 
 def test_patients_with_nothing_to_read_share_one_result() -> None:
     trial = load_trial(CRITERIA / "nct07183761.yaml")
-    linked = link(PythonEngine().collect(trial, FileSource(FIXTURES / "fhir_bundles")))
+    linked = link(PythonEngine().collect(trial, FileSource(FIXTURES / "fhir_bundles")), plan_for(trial, AS_OF))
     plan = Plan(trial, AS_OF)
     criterion = next(c for c in trial.criteria if c.id == "non_diabetic_neuropathy")
     found = []

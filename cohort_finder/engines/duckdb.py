@@ -14,23 +14,32 @@ import logging
 from pathlib import Path
 
 import duckdb
-import orjson
 
 from ..catalogue import Catalogue
 from ..criteria import Trial
 from ..model import RunError
+from ..sources import jsontext
 from ..sources.base import Item, Source
 from ..sources.files import read_json, read_ndjson
 from .origins import place, relative_name, row_origin
-from .schema import COLUMNS, kept_sql, matched_sql, reduce_tables, references_sql
+from .schema import COLUMNS, DUCKDB_COLUMNS, duckdb_views, kept_sql, matched_sql, reduce_tables, references_sql
 
 log = logging.getLogger(__name__)
 _BATCH = 10_000
-_Row = tuple[str, str | None, str]  # file, resourceType, the row as JSON text
+# What a scan raises when the data do not fit the declared columns (not when the query is
+# wrong). DuckDB's Python binding raises UnicodeDecodeError when the message quotes a line cut
+# in the middle of a character.
+_UNREADABLE = (
+    duckdb.InvalidInputException,
+    duckdb.ConversionException,
+    duckdb.OutOfRangeException,
+    UnicodeDecodeError,
+)
+_Row = tuple[str, str | None, str, bool]  # file, resourceType, the row as JSON text, identity unreadable
 
 
-def _columns_sql() -> str:
-    return "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in COLUMNS.items()) + "}"
+def _columns_sql(columns: dict[str, str]) -> str:
+    return "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items()) + "}"
 
 
 class DuckDBEngine:
@@ -55,10 +64,12 @@ class DuckDBEngine:
 
     def _view(self, con: duckdb.DuckDBPyConnection, files: list[Path]) -> None:
         listing = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
-        con.execute(
-            f"CREATE OR REPLACE TEMP VIEW resources AS SELECT * FROM read_ndjson({listing}, "
-            f"columns = {_columns_sql()}, filename = true, format = 'newline_delimited')"
+        scans = (
+            f"read_ndjson({listing}, columns = {_columns_sql(columns)}, filename = true, format = 'newline_delimited')"
+            for columns in (COLUMNS, DUCKDB_COLUMNS)
         )
+        for statement in duckdb_views(*scans):
+            con.execute(statement)
 
     def _reduce(self, con: duckdb.DuckDBPyConnection, files: list[Path]) -> tuple[list[_Row | None], list[Path]]:
         """The kept rows of `files` as (file, resourceType, JSON text), and the files DuckDB
@@ -84,7 +95,7 @@ class DuckDBEngine:
             while batch := cursor.fetchmany(_BATCH):
                 rows.extend(batch)
             return rows, []
-        except (duckdb.InvalidInputException, duckdb.ConversionException) as exc:  # the data, not the query
+        except _UNREADABLE as exc:  # the data, not the query
             if len(files) == 1:
                 log.info(
                     "DuckDB cannot read %s as declared (%s): the Python reader takes it",
@@ -97,12 +108,15 @@ class DuckDBEngine:
             second, bad_second = self._reduce(con, files[half:])
             return first + second, bad_first + bad_second
 
-    def _item(self, filename: str, text: str) -> Item:
-        resource = orjson.loads(text)  # nulls stand for absent (facts.py)
-        resource.pop("filename", None)  # a row of a type without declared columns comes whole
+    def _item(self, filename: str, text: str) -> Item | RunError:
         name = self._file_name(filename)
-        if isinstance(resource.get("contained"), str):  # a JSON column may arrive as text
-            resource["contained"] = orjson.loads(resource["contained"])
+        try:
+            resource = jsontext.loads(text)  # nulls stand for absent (facts.py)
+        except jsontext.JSONTextError as exc:  # not expected: DuckDB read the line as JSON
+            return RunError(name, f"a line DuckDB read could not be read again: {exc}")
+        resource.pop("filename", None)  # a row of a type without declared columns comes whole
+        for column in ("_ref", "_bad"):
+            resource.pop(column, None)
         return Item(resource, row_origin(name, resource.get("resourceType"), resource.get("id")))
 
     def _name(self, path: Path) -> str:
@@ -134,7 +148,7 @@ class DuckDBEngine:
         con = self._connect(trial)
         rows, unreadable = self._reduce(con, ndjson)
         # a Bundle on a line, or a line without resourceType: the declared columns cannot carry it
-        odd = {row[0] for row in rows if row is not None and row[1] in (None, "Bundle")}
+        odd = {row[0] for row in rows if row is not None and (row[3] or row[1] in (None, "Bundle"))}
         fallback = sorted(set(unreadable) | {p for p in ndjson if str(p) in odd})
         for path in fallback:
             for item in read_ndjson(path, self._name(path)):

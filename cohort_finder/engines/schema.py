@@ -16,8 +16,9 @@ import re
 from dataclasses import dataclass
 
 from ..criteria import Trial
-from ..facts import CLINICAL_TYPES
+from ..facts import CLINICAL_TYPES, CODE_SPACE
 from ..reduce import trial_codes
+from ..resource_types import RESOURCE_TYPES
 from ..terminology import ICD10_SYSTEMS
 
 _CODING = "STRUCT(system VARCHAR, code VARCHAR, display VARCHAR)"
@@ -72,6 +73,58 @@ COLUMNS: dict[str, str] = {
 }
 
 CLINICAL = tuple(sorted(CLINICAL_TYPES))  # the types facts.py turns into rows, in a stable order
+
+# What DuckDB is told to read: COLUMNS with every leaf as JSON, containers (STRUCT, lists) as
+# declared. A container of the wrong shape still fails the scan (the file then goes to the
+# Python reader, which names the line); a leaf reaches Python as the file wrote it (`"13"`
+# stays a string, `1960` a number, NaN stays NaN), where typed leaves would be converted on the
+# way (DuckDB reads "13" into a DOUBLE as 13.0 and 1960 into a VARCHAR as "1960"). So facts.py
+# sees a kept row exactly as the Python engine sees the line, and judges it the same way.
+DUCKDB_COLUMNS: dict[str, str] = {
+    name: re.sub(r"\b(VARCHAR|DOUBLE|BOOLEAN|INTEGER)\b", "JSON", kind) for name, kind in COLUMNS.items()
+}
+
+
+def _first_text_reference(prefix: str = "") -> str:
+    """The patient reference as facts.patient_reference reads it: the first of subject and
+    patient whose `reference` is a string (DUCKDB_COLUMNS, JSON leaves)."""
+    return (
+        f"CASE WHEN json_type({prefix}subject.reference) = 'VARCHAR' THEN {prefix}subject.reference->>'$' "
+        f"WHEN json_type({prefix}patient.reference) = 'VARCHAR' THEN {prefix}patient.reference->>'$' END"
+    )
+
+
+def _non_text_coding(codings: str) -> str:
+    """Some coding's system or code is there but not a string (facts.codings_of raises)."""
+    other = "coalesce(json_type({0}), 'NULL') NOT IN ('VARCHAR', 'NULL')"
+    test = f"{other.format('c.system')} OR {other.format('c.code')}"
+    return f"coalesce(list_bool_or(list_transform({codings}, lambda c: {test})), false)"
+
+
+def duckdb_views(scan: str, raw_scan: str) -> list[str]:
+    """DuckDB's two views over the same files: `resources` (`scan`: read_ndjson with COLUMNS,
+    typed, fast; the first pass and the orphan check) and `resources_raw` (`raw_scan`: with
+    DUCKDB_COLUMNS; the second pass, which hands kept rows to Python). Both have
+    - `_ref`: the patient reference;
+    - `_bad` (raw only): a row whose identity a typed column would misread, or that the Python
+      reader refuses: a resourceType FHIR does not define, an id that is not a string (or is
+      empty), a clinical row without a string patient reference, a coding whose system or
+      code is not a string. The Python reader makes such a row an error of its line, so its
+      file goes to that reader (the second pass keeps such rows, so that the engine sees them)."""
+    return [
+        f"CREATE OR REPLACE TEMP VIEW resources AS SELECT *, coalesce(subject.reference, patient.reference) AS _ref "
+        f"FROM {scan}",
+        f"""CREATE OR REPLACE TEMP VIEW resources_raw AS
+SELECT * REPLACE (r.resourceType->>'$' AS resourceType, r.id->>'$' AS id),
+  {_first_text_reference("r.")} AS _ref,
+  (json_type(r.resourceType) IS DISTINCT FROM 'VARCHAR'
+   OR r.resourceType->>'$' NOT IN ({", ".join(_sql_text(t) for t in sorted(RESOURCE_TYPES))})
+   OR json_type(r.id) IS DISTINCT FROM 'VARCHAR' OR r.id->>'$' = ''
+   OR (r.resourceType->>'$' IN ({_clinical()}) AND {_first_text_reference("r.")} IS NULL)
+   OR {_non_text_coding(_codings("r"))}) AS _bad
+FROM {raw_scan} AS r""",
+    ]
+
 
 # The COLUMNS facts.py reads for each type: a kept row goes to Python with these only. (Every
 # declared column, null or not, made a hospital-sized run spend seconds building dicts of
@@ -179,9 +232,10 @@ def _always_kept(tables: ReduceTables) -> str:
             f"regexp_matches(lower(CAST(r.medicationCodeableConcept AS VARCHAR)), {_sql_text(tables.name_pattern)})"
         )
     return (
-        # a line without resourceType, or a Bundle on a line, is kept so that the engine sees it
-        # and hands that file to the Python reader (which names the line, or opens the Bundle)
-        "r.resourceType IS NULL OR r.resourceType IN ('Patient', 'Medication', 'Bundle') "
+        # a line without resourceType, a Bundle on a line, or a row whose identity cannot be
+        # read (`_bad`), is kept so that the engine sees it and hands that file to the Python
+        # reader (which names the line, or opens the Bundle)
+        "r._bad OR r.resourceType IS NULL OR r.resourceType IN ('Patient', 'Medication', 'Bundle') "
         "OR r.medicationReference.reference IS NOT NULL "
         f"OR r.contained IS NOT NULL OR ({name_match})"
     )
@@ -191,16 +245,21 @@ def _icd_systems() -> str:
     return ", ".join(_sql_text(s) for s in sorted(ICD10_SYSTEMS))
 
 
-def _icd_category(c: str) -> str:
-    """A coding's three-character ICD-10 category (dots and case ignored, as terminology.py)."""
-    return f"substr(upper(replace({c}.code, '.', '')), 1, 3)"
+def _icd_category(code: str) -> str:
+    """A code's three-character ICD-10 category (dots and case ignored, as terminology.py)."""
+    return f"substr(upper(replace({code}, '.', '')), 1, 3)"
+
+
+def _trimmed(expression: str) -> str:
+    """A code trimmed as facts.py trims codes (CODE_SPACE)."""
+    return f"trim({expression}, {_sql_text(CODE_SPACE)})"
 
 
 def _coding_matches(c: str) -> str:
     return (
         f"EXISTS (SELECT 1 FROM trial_codes AS tc WHERE tc.system = {c}.system AND tc.code = {c}.code) "
         f"OR ({c}.system IN ({_icd_systems()}) AND EXISTS (SELECT 1 FROM trial_icd AS ti "
-        f"WHERE ti.category = {_icd_category(c)}))"
+        f"WHERE ti.category = {_icd_category(f'{c}.code')}))"
     )
 
 
@@ -228,23 +287,24 @@ WHERE {_always_kept(tables)}
 
 
 def matched_sql() -> str:
-    """Step 1 of the streaming shape (DuckDB): one scan that gives two things, as rows
-    (kind, value): the keys of clinical rows with a coding in the trial's tokens
+    """Step 1 of the streaming shape (DuckDB, over the view `resources`): one scan that gives two
+    things, as rows (kind, value): the keys of clinical rows with a coding in the trial's tokens
     (`trial_tokens(token)`, `system|code`) or ICD-10 categories (kind 'key'), and every distinct
     patient reference of the rows that are not Patients or Medications (kind 'ref'), so the
     orphan check scans again only when some reference is not `Patient/<id>` of a known
     patient. Codings are unnested row by row (a row without any is kept as one NULL, for its
     reference) and tested against small tables: memory holds the matches and references."""
+    system, code = _trimmed("k.c.system"), _trimmed("k.c.code")
     return f"""
 SELECT CASE WHEN grouping(key) = 0 THEN 'key' ELSE 'ref' END AS kind, coalesce(key, ref) AS value
 FROM (
   SELECT k.ref,
     CASE WHEN k.resourceType IN ({_clinical()})
-          AND (k.c.system || '|' || k.c.code IN (SELECT token FROM trial_tokens)
-               OR (k.c.system IN ({_icd_systems()})
-                   AND {_icd_category("k.c")} IN (SELECT category FROM trial_icd)))
+          AND ({system} || '|' || {code} IN (SELECT token FROM trial_tokens)
+               OR ({system} IN ({_icd_systems()})
+                   AND {_icd_category(code)} IN (SELECT category FROM trial_icd)))
          THEN k.filename || '|' || k.resourceType || '|' || k.id END AS key
-  FROM (SELECT r.filename, r.resourceType, r.id, coalesce(r.subject.reference, r.patient.reference) AS ref,
+  FROM (SELECT r.filename, r.resourceType, r.id, r._ref AS ref,
                unnest(CASE WHEN len({_codings("r")}) = 0 THEN [NULL] ELSE {_codings("r")} END) AS c
         FROM resources AS r WHERE r.resourceType NOT IN ('Patient', 'Medication')) AS k
 ) AS m
@@ -268,9 +328,10 @@ def _quoted(name: str) -> str:
 
 
 def kept_sql(tables: ReduceTables) -> str:
-    """Step 2: every kept row (`matched(key)` from step 1), as its file's name and JSON text."""
+    """Step 2 (over `resources_raw`): every kept row (`matched(key)` from step 1), as its file's name, its type, its
+    JSON text and whether its identity is unreadable (`_bad`)."""
     return f"""
-SELECT r.filename, r.resourceType, {_as_json()} AS resource FROM resources AS r
+SELECT r.filename, r.resourceType, {_as_json()} AS resource, r._bad FROM resources_raw AS r
 WHERE {_always_kept(tables)}
    OR (r.resourceType IN ({_clinical()})
        AND r.filename || '|' || r.resourceType || '|' || r.id IN (SELECT key FROM matched))
@@ -282,9 +343,9 @@ def references_sql() -> str:
     `known_patients(ref)`): orphans, and absolute URLs the caller checks precisely. Bulk
     exports write relative references, so this is usually empty."""
     return """
-SELECT r.filename, r.resourceType, r.id, coalesce(r.subject.reference, r.patient.reference) AS ref
+SELECT r.filename, r.resourceType, r.id, r._ref AS ref
 FROM resources AS r
-WHERE coalesce(r.subject.reference, r.patient.reference) IS NOT NULL
+WHERE r._ref IS NOT NULL
   AND r.resourceType NOT IN ('Patient', 'Medication')
-  AND coalesce(r.subject.reference, r.patient.reference) NOT IN (SELECT ref FROM known_patients)
+  AND r._ref NOT IN (SELECT ref FROM known_patients)
 """

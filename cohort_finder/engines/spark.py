@@ -21,7 +21,6 @@ cohort-finder installed and see the source folder at the same path as the driver
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import os
 import pickle
@@ -35,7 +34,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-import orjson
 import pandas as pd
 import sqlglot
 from py4j.protocol import Py4JJavaError
@@ -49,6 +47,8 @@ from ..criteria import Trial
 from ..facts import CLINICAL_TYPES, MedicationDef, patient_reference, ref_key
 from ..model import PatientFact, PatientResult, RunError
 from ..pipeline import Evaluated, evaluate_catalogue, name_errors
+from ..resource_types import RESOURCE_TYPES
+from ..sources import jsontext
 from ..sources.base import Item, Source
 from ..sources.files import FileSource, read_json, read_ndjson
 from .origins import place, relative_name, row_origin
@@ -57,7 +57,14 @@ from .schema import CLINICAL, COLUMNS, reduce_sql, reduce_tables, references_sql
 log = logging.getLogger(__name__)
 
 _CORRUPT = "_cohort_finder_corrupt"
-_JSON_COLUMNS = tuple(name for name, kind in COLUMNS.items() if kind == "JSON")
+# Spark's JSON reader as the Python reader reads (sources/jsontext.py): NaN and Infinity are
+# read (allowNonNumericNumbers, the default), single-quoted strings are not (Spark's default
+# would read them, which no other engine does)
+_JSON_OPTIONS = {"allowSingleQuotes": "false"}
+# A row whose identity a string column would misread (a number where resourceType, an id, a
+# reference or a coding's system or code should be text; `"code": {` is a CodeableConcept and
+# `null` is absent): Spark gives 5 and "5" alike, so the file goes to the Python reader
+_NON_TEXT_IDENTITY = r'"(resourceType|id|reference)"\s*:\s*[^"\s]|"(system|code)"\s*:\s*[^"\s{n]'
 _GROUPED = (
     "pkey STRING, fidx INT, pos BIGINT, local BOOLEAN, origin STRING, full_url STRING, "
     "rtype STRING, rid STRING, json STRING"
@@ -199,14 +206,10 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _resource(json: str, local: bool) -> dict[str, Any]:
-    resource: dict[str, Any] = orjson.loads(json)
-    if not local:  # a JSON column arrives as its text
-        for column in _JSON_COLUMNS:
-            text = resource.get(column)
-            if isinstance(text, str):
-                with contextlib.suppress(orjson.JSONDecodeError):  # a string in the line: Spark gives its content
-                    resource[column] = orjson.loads(text)
+def _resource(json: str) -> dict[str, Any]:
+    """A row as it travels to a group: the file's own line (read as every engine reads JSON,
+    sources/jsontext.py), or a driver item written by jsontext.dumps."""
+    resource: dict[str, Any] = jsontext.loads(json)
     return resource
 
 
@@ -216,7 +219,7 @@ def evaluate_group(rows: pd.DataFrame, job: _Job) -> pd.DataFrame:
     theirs = 0
     for row in rows.sort_values(["fidx", "pos"], kind="stable").itertuples(index=False):
         local = bool(row.local)
-        resource = _resource(str(row.json), local)
+        resource = _resource(str(row.json))
         if local:  # read by the driver, which reported its errors already
             before = len(catalogue.errors)
             catalogue.add(Item(resource, str(row.origin), _text(row.full_url)))
@@ -277,14 +280,27 @@ class SparkEngine:
     # -- reading ---------------------------------------------------------------------------------
 
     def _read(self, files: list[Path]) -> DataFrame:
-        """The files as the view `resources`: the declared columns, `filename` and `_pos`
-        (read order within a file)."""
-        frame = (
-            self.spark.read.schema(spark_schema()).option("mode", "FAILFAST").json([os.path.abspath(p) for p in files])
+        """The files as the view `resources`: the declared columns, `filename`, `_pos` (read
+        order within a file), `_line` (the line as written: what a kept row sends to Python,
+        so that facts.py judges exactly what the Python engine judges), `_ref` (the patient
+        reference) and `_bad` (a row whose identity Spark may misread, see _NON_TEXT_IDENTITY;
+        or without id, or a clinical row without a patient reference)."""
+        lines = self.spark.read.text([os.path.abspath(p) for p in files])
+        parsed = lines.where(F.trim(F.col("value")) != "").select(
+            F.from_json(F.col("value"), spark_schema(), {"mode": "FAILFAST", **_JSON_OPTIONS}).alias("r"),
+            F.col("value").alias("_line"),
+            F.col("_metadata.file_path").alias("filename"),
+            F.monotonically_increasing_id().alias("_pos"),
         )
-        frame = frame.select(
-            "*", F.col("_metadata.file_path").alias("filename"), F.monotonically_increasing_id().alias("_pos")
+        ref = F.coalesce(F.col("r.subject.reference"), F.col("r.patient.reference"))
+        bad = (
+            ~F.col("r.resourceType").isin(*sorted(RESOURCE_TYPES))
+            | F.col("r.id").isNull()
+            | (F.col("r.id") == "")
+            | F.col("_line").rlike(_NON_TEXT_IDENTITY)
+            | (F.col("r.resourceType").isin(*CLINICAL) & ref.isNull())
         )
+        frame = parsed.select("r.*", "_line", "filename", "_pos", ref.alias("_ref"), bad.alias("_bad"))
         frame.createOrReplaceTempView("resources")
         return frame
 
@@ -324,6 +340,7 @@ class SparkEngine:
         line is parsed whole)."""
         raw = (
             self.spark.read.schema(f"{spark_schema()}, `{_CORRUPT}` STRING")
+            .options(**_JSON_OPTIONS)
             .option("mode", "PERMISSIVE")
             .option("columnNameOfCorruptRecord", _CORRUPT)
             .json([os.path.abspath(p) for p in files])
@@ -362,7 +379,7 @@ class SparkEngine:
         named: dict[str, Path] = {}
         odd: set[Path] = set()
         if kept is not None:
-            odd_row = F.col("resourceType").isNull() | (F.col("resourceType") == "Bundle")
+            odd_row = F.col("_bad") | F.col("resourceType").isNull() | (F.col("resourceType") == "Bundle")
             for row in kept.groupBy("filename").agg(F.max(odd_row).alias("odd")).collect():
                 path = by_path[_path_of(row["filename"])]
                 named[row["filename"]] = path
@@ -381,10 +398,9 @@ class SparkEngine:
         index.errors.extend(fetch_errors)
         medications: list[tuple[int, int, Item | RunError]] = []
         if kept is not None:
-            for row in (
-                kept.where("resourceType = 'Medication'").select("fidx", "_pos", "file_name", F.expr(_json())).collect()
-            ):
-                resource = _resource(row["json"], local=False)
+            medication_rows = kept.where("resourceType = 'Medication'").select("fidx", "_pos", "file_name", "_line")
+            for row in medication_rows.collect():
+                resource = _resource(row["_line"])
                 where = row_origin(row["file_name"], "Medication", resource.get("id"))
                 medications.append((row["fidx"], row["_pos"], Item(resource, where)))
         for _, _, item in sorted(driver + medications, key=lambda entry: entry[:2]):
@@ -407,7 +423,7 @@ class SparkEngine:
             rid = _text(item.resource.get("id"))
             mine.append(
                 (_local_key(item, index), fidx, pos, True, item.origin, item.full_url, rtype, rid,
-                 orjson.dumps(item.resource).decode())
+                 jsontext.dumps(item.resource))
             )  # fmt: skip
         rows = self._frame(mine, _GROUPED)
         if kept is None:
@@ -420,7 +436,7 @@ class SparkEngine:
         clinical = ", ".join(f"'{t}'" for t in ("Patient", *CLINICAL))
         theirs = self.spark.sql(f"""
 SELECT {PATIENT_KEY} AS pkey, k.fidx, k._pos AS pos, FALSE AS local, k.file_name AS origin,
-       CAST(NULL AS STRING) AS full_url, k.resourceType AS rtype, k.id AS rid, {_json("k")}
+       CAST(NULL AS STRING) AS full_url, k.resourceType AS rtype, k.id AS rid, k._line AS json
 FROM kept AS k LEFT JOIN patient_urls AS u ON u.url = {_REF}
 WHERE k.resourceType IN ({clinical})
 """)  # fmt: skip
@@ -508,7 +524,7 @@ WHERE k.resourceType IN ({clinical})
         prepared = self._prepare(trial, folder, fetch_errors)
         catalogue = prepared.index
         for row in prepared.rows.where("NOT local").orderBy("fidx", "pos").toLocalIterator():
-            resource = _resource(row["json"], local=False)
+            resource = _resource(row["json"])
             catalogue.add(Item(resource, row_origin(row["origin"], resource.get("resourceType"), resource.get("id"))))
         self._add_unkept(prepared, catalogue)
         prepared.release()
@@ -521,12 +537,6 @@ WHERE k.resourceType IN ({clinical})
 def _path_of(uri: str) -> str:
     """The absolute path of a file Spark names by URI (file:/a%20b.ndjson -> /a b.ndjson)."""
     return os.path.abspath(unquote(urlparse(uri).path))
-
-
-def _json(alias: str | None = None) -> str:
-    """The row as the resource it came from: the declared columns, nulls left out."""
-    prefix = f"{alias}." if alias else ""
-    return "to_json(struct(" + ", ".join(f"{prefix}`{name}`" for name in COLUMNS) + ")) AS json"
 
 
 def _local_key(item: Item, index: Catalogue) -> str | None:

@@ -17,6 +17,7 @@ NCT07 = CRITERIA / "nct07183761.yaml"
 CASES = {
     "fhir_bundles": (NCT07, FIXTURES / "fhir_bundles", "2026-06-30"),
     "bad_input": (NCT07, FIXTURES / "bad_input", "2026-06-30"),
+    "hostile_input": (NCT07, FIXTURES / "hostile_input", "2026-06-30"),
     "nct03036150": (CRITERIA / "nct03036150.yaml", FIXTURES / "nct03036150", "2026-06-30"),
     "synthea-r4": (NCT07, SHARED / "data" / "synthea-r4", "2021-04-17"),
     "carebundle-ndjson": (NCT07, SHARED / "data" / "carebundle-ndjson", "2026-01-01"),

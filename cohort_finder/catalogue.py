@@ -47,7 +47,7 @@ def held_reference(ref: str) -> str:
     return key.removeprefix("Patient/")
 
 
-def _newer_or_same(new: str | None, old: str | None) -> bool:
+def newer_or_same(new: str | None, old: str | None) -> bool:
     """Does a resource read now replace the one read before? Later lastUpdated wins; a tie
     (or a missing or unreadable lastUpdated on either side) goes to the one read last."""
     a, b = _instant(new), _instant(old)
@@ -102,7 +102,7 @@ class Catalogue:
             if person.problems:  # every rule may read the Patient: always an error
                 self.errors.append(RunError(item.origin, f"{key} {'; '.join(person.problems)}", rid, "Patient"))
             old = self.patients.get(rid)
-            if old is None or _newer_or_same(person.last_updated, old.last_updated):
+            if old is None or newer_or_same(person.last_updated, old.last_updated):
                 self.patients[rid] = person
             return
         if rtype == "Medication":
@@ -122,7 +122,7 @@ class Catalogue:
                 raise FactError(f"contained medication {fact.medication_ref} not found")
             fact = replace(fact, codings=med.codings, text=med.text, medication_ref=None)
         old_entry = self.facts.get((rtype, rid))
-        if old_entry is None or _newer_or_same(fact.last_updated, old_entry[0].last_updated):
+        if old_entry is None or newer_or_same(fact.last_updated, old_entry[0].last_updated):
             self.facts[(rtype, rid)] = (fact, item.origin)
 
     def add_unkept(self, rtype: str, rid: str, ref: str, origin: str) -> None:

@@ -1,25 +1,29 @@
 """Command line: parse options, call the pipeline, print, exit. Nothing clinical lives here.
 
-Every option can also come from the environment as COHORT_FINDER_<OPTION> (e.g.
-COHORT_FINDER_AS_OF), which suits cron jobs.
+Every option can also come from the environment as COHORT_FINDER_<COMMAND>_<OPTION> (e.g.
+COHORT_FINDER_RUN_AS_OF), which suits cron jobs; the run store is COHORT_FINDER_STORE for
+every command. The run store's commands (history, diff, review) are in store_commands.py.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import click
 
-from . import __version__
+from . import __version__, logs
 from .criteria import load_trial
 from .engines import ENGINES, get_engine
 from .errors import CohortFinderError, UsageError
 from .pipeline import run as run_pipeline
 from .settings import load_settings
 from .source_factory import ServerOptions, is_server, open_source
+from .store import DEFAULT_NAME, Store, db
+from .store.recorder import Recorder
 
 
 def _as_of(value: str | None) -> date:
@@ -40,10 +44,29 @@ def _fail(exc: CohortFinderError) -> None:
 @click.version_option(__version__, prog_name="cohort-finder")
 @click.option("-v", "--verbose", count=True, help="More log lines (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors in the log.")
-def main(verbose: int, quiet: bool) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS),
+    default="text",
+    show_default=True,
+    help="json: one JSON object a line, for log collectors (ids and counts only, like the text).",
+)
+def main(verbose: int, quiet: bool, log_format: str) -> None:
     """Find clinical-trial candidates in FHIR R4 data."""
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logs.configure(level, log_format)
+
+
+def store_option(default_text: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """--store for every command, from COHORT_FINDER_STORE too."""
+    return click.option(
+        "--store",
+        "store_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="COHORT_FINDER_STORE",
+        default=None,
+        help=f"The run store (SQLite file, mode 0600; env COHORT_FINDER_STORE) [default: {default_text}].",
+    )
 
 
 mappings_option = click.option(
@@ -58,6 +81,7 @@ mappings_option = click.option(
 @click.option(
     "--criteria",
     "criteria_path",
+    envvar="COHORT_FINDER_RUN_CRITERIA",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
     help="The trial's criteria file (YAML).",
@@ -68,6 +92,7 @@ mappings_option = click.option(
 @click.option(
     "--out",
     "out_dir",
+    envvar="COHORT_FINDER_RUN_OUT",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for candidates.json, candidates.csv and report.html.",
@@ -99,11 +124,19 @@ mappings_option = click.option(
 @click.option(
     "--cache",
     "cache_dir",
+    envvar="COHORT_FINDER_RUN_CACHE",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Bulk: folder that keeps exports for re-runs [default: ~/.cache/cohort-finder/bulk].",
 )
-@click.option("--refresh", is_flag=True, help="Bulk: export again even if a finished export is cached.")
+@click.option("--refresh", is_flag=True, help="Bulk: export everything now, not only what changed since the last run.")
+@click.option(
+    "--full-refresh-days",
+    type=click.FloatRange(min=0),
+    default=7,
+    show_default=True,
+    help="Bulk: a later run asks only for what changed since the last export; every this many days, for everything.",
+)
 @click.option(
     "--engine",
     type=click.Choice(["auto", *ENGINES]),
@@ -118,6 +151,14 @@ mappings_option = click.option(
     default=None,
     help="Processes that evaluate and render patients [default: one per core; runs under 4,000 patients use one].",
 )
+@store_option(default_text="OUT_DIR/history.sqlite")
+@click.option(
+    "--lock-wait",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seconds to wait for another run on the same store to finish before refusing (exit 2).",
+)
 def run(
     criteria_path: Path,
     source: str,
@@ -131,14 +172,20 @@ def run(
     since: str | None,
     cache_dir: Path | None,
     refresh: bool,
+    full_refresh_days: float,
     engine: str,
     spark_master: str | None,
     workers: int | None,
+    store_path: Path | None,
+    lock_wait: float,
 ) -> None:
-    """Evaluate every patient in SOURCE against a trial's criteria.
+    """Evaluate every patient in SOURCE against a trial's criteria, and record the run in the
+    run store (OUT_DIR/history.sqlite unless --store).
 
     Exit status: 0 every patient evaluated; 1 finished, but some data could not be read
-    (listed under errors); 2 bad usage or an invalid criteria file.
+    (listed under errors), or the source could not be read at all (nothing written, the
+    previous outputs stay); 2 bad usage, an invalid criteria file, or a store that cannot be
+    used (not a store, from a newer release, in use by another run).
     """
     try:
         reference = _as_of(as_of)
@@ -147,26 +194,35 @@ def run(
         if is_server(source):
             settings = load_settings(config)
             server = ServerOptions(
-                settings, bulk, group, since, refresh=refresh, **({"cache": cache_dir} if cache_dir else {})
+                settings,
+                bulk,
+                group,
+                since,
+                refresh=refresh,
+                full_refresh_days=full_refresh_days,
+                **({"cache": cache_dir} if cache_dir else {}),
             )
         chosen = engine if engine != "auto" else ("python" if is_server(source) and bulk is False else "duckdb")
-        summary = run_pipeline(
-            trial,
-            open_source(source, trial, reference, server, ignore),
-            reference,
-            out_dir,
-            source,
-            get_engine(chosen, spark_master),
-            workers,
-        )
+        chosen_engine = get_engine(chosen, spark_master)
+        path = store_path or Path(out_dir) / DEFAULT_NAME
+        store = Store.open(path)
+        with db.writer_lock(path, lock_wait):
+            recorder = Recorder(store, trial, reference.isoformat(), source, chosen)
+            try:
+                opened = open_source(source, trial, reference, server, ignore)
+            except CohortFinderError as exc:
+                recorder.fail(exc.exit_code, str(exc))
+                raise
+            summary = run_pipeline(trial, opened, reference, out_dir, source, chosen_engine, workers, recorder)
     except CohortFinderError as exc:
         _fail(exc)
         return
     result, counts = summary.result, summary.counts
+    changes = f"; {summary.changes_text}" if summary.since else ""
     click.echo(
         f"{result.trial_id} as of {result.as_of}: {summary.patients} patients: "
         f"{counts['candidate']} candidate, {counts['possible']} possible, {counts['excluded']} excluded; "
-        f"{len(result.errors)} errors"
+        f"{len(result.errors)} errors{changes} (run {recorder.run})"
     )
     for path in summary.outputs:
         click.echo(f"wrote {path}")
@@ -190,3 +246,7 @@ def validate(criteria_path: Path, mappings: Path | None) -> None:
         f"{criteria_path}: {trial.id}: {len(trial.criteria) - 1} criteria ({computable} computable, {manual} manual) "
         f"plus built-in alive; value sets OK ({versions})"
     )
+
+
+# The run store's commands register themselves on `main` (history, diff, review).
+from . import store_commands  # noqa: E402, F401

@@ -34,7 +34,15 @@ class CriteriaError(CohortFinderError):
 
 
 class SourceError(CohortFinderError):
-    """A source that cannot be read at all (as opposed to one bad file or line in it)."""
+    """A source that cannot be read at all (as opposed to one bad file or line in it): a
+    folder that is missing, a server that cannot be reached or refuses every request, no
+    Patient where the previous run found some. Exit 1, and no outputs are written, so the
+    previous run's stay as they were (contract §4)."""
+
+
+class StoreError(CohortFinderError):
+    """A run store that cannot be used: not a store, from a newer release, or in use by
+    another run. Nothing is changed (contract §7)."""
 
     exit_code = 2
 

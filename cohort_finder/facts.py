@@ -189,10 +189,27 @@ def patient_fact(resource: dict[str, Any], rid: str) -> PatientFact:
         deceased_date=deceased_at,
         last_updated=_last_updated(resource),
         name=name,
+        identifier=_medical_record_number(resource.get("identifier")),
         # deceased but unreadable when: deceasedBoolean not a boolean
         deceased_unreadable=deceased_b is not None and not isinstance(deceased_b, bool),
         problems=tuple(values.problems),
     )
+
+
+def _medical_record_number(identifiers: Any) -> str | None:
+    """The identifier typed MR (v2-0203), else the first with a value: what people look a
+    patient up by. Shown to people only, so anything unreadable is simply not shown."""
+    found = (
+        [i for i in identifiers if isinstance(i, dict) and _str(i.get("value"))]
+        if isinstance(identifiers, list)
+        else []
+    )
+    for item in found:
+        kind = item.get("type")
+        codings = kind.get("coding") if isinstance(kind, dict) else None
+        if isinstance(codings, list) and any(isinstance(c, dict) and c.get("code") == "MR" for c in codings):
+            return str(item["value"])
+    return str(found[0]["value"]) if found else None
 
 
 def _str(value: Any) -> str | None:

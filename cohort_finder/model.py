@@ -32,6 +32,7 @@ class PatientFact:
     deceased_date: str | None  # deceasedDateTime as written (or not a dateTime: see problems)
     last_updated: str | None = None
     name: str | None = None  # for the investigator's report only; never logged
+    identifier: str | None = None  # the MRN (else the first identifier): for people, never logged
     deceased_unreadable: bool = False  # deceasedBoolean present but not true or false
     problems: tuple[str, ...] = ()  # what is wrong with its values, worded after "Patient/id"
 
@@ -153,6 +154,7 @@ class PatientResult:
     gender: str | None
     criteria: tuple[CriterionResult, ...]
     name: str | None = None  # for the investigator's HTML only; never logged
+    identifier: str | None = None  # the MRN, for the report and worklist only; never logged
 
 
 @dataclass(slots=True)

@@ -20,12 +20,15 @@ from . import units
 from .catalogue import Catalogue
 from .criteria import Trial
 from .engines import Engine, PythonEngine
+from .errors import CohortFinderError
 from .evaluate import evaluate_patient
 from .evaluate.plan import Plan, plan_for
 from .model import ALL_PATIENTS, Fact, PatientFact, PatientRecord, PatientResult, RunError, RunResult, Status
 from .report import PatientRenderer, write_rendered
 from .report.rendered import incomplete_patients
 from .sources.base import Source
+from .store.changes import Diff, PatientState
+from .store.recorder import Recorder, worklist_rows
 from .workers import evaluate_and_render
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,15 @@ class RunSummary:
     result: RunResult  # without its patients: they went to the outputs
     counts: dict[str, int]  # patients by status
     outputs: list[Path]
+    since: Diff | None = None  # against the previous complete run in the store
+
+    @property
+    def changes_text(self) -> str:
+        """`since run 4: 1 new, 0 dropped, 2 changed` (the summary line and the log)."""
+        if self.since is None:
+            return ""
+        d = self.since
+        return f"since run {d.before.run}: {len(d.new)} new, {len(d.dropped)} dropped, {len(d.changed)} changed"
 
     @property
     def patients(self) -> int:
@@ -263,38 +275,77 @@ def run(
     source_label: str,
     engine: Engine | None = None,
     workers: int | None = None,
+    recorder: Recorder | None = None,
 ) -> RunSummary:
     """The main command: evaluate, render and write. Patients are evaluated and rendered by
     `workers` processes (default: one per core; see workers.py), except on engines that
-    evaluate where the data are (Spark)."""
+    evaluate where the data are (Spark). With a `recorder` (the run store), each patient's
+    `change` and `review` are rendered, "since the last run" leads the report, and the run is
+    recorded, complete or failed (contract §7); a source that cannot be read at all writes
+    nothing (§4)."""
+    try:
+        return _run(trial, source, as_of, out_dir, source_label, engine or PythonEngine(), workers, recorder)
+    except CohortFinderError as exc:
+        if recorder is not None:
+            recorder.fail(exc.exit_code, str(exc))
+        raise
+    except BaseException as exc:
+        if recorder is not None:
+            recorder.fail(1, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _run(
+    trial: Trial,
+    source: Source,
+    as_of: date,
+    out_dir: Path,
+    source_label: str,
+    engine: Engine,
+    workers: int | None,
+    recorder: Recorder | None,
+) -> RunSummary:
     started = time.monotonic()
-    engine = engine or PythonEngine()
+    previous = recorder.previous if recorder else None
+    decisions = recorder.decisions if recorder else {}
     with _without_cycle_collection():
         units.warm_up()
         if isinstance(engine, EvaluatingEngine):
             done = engine.evaluate(trial, source, as_of)
+            if recorder:
+                recorder.guard_empty(len(done.patients))
             header = _header(trial, as_of, source_label, done.errors)
-            renderer = PatientRenderer(header.criteria, incomplete_patients(done.errors))
+            renderer = PatientRenderer(header.criteria, incomplete_patients(done.errors), previous, decisions)
             rendered, kept = renderer.render(done.patients), done.kept
         else:
             linked = _collect(trial, source, engine, as_of)
+            if recorder:
+                recorder.guard_empty(len(linked.patients))
             header = _header(trial, as_of, source_label, linked.errors)
             incomplete = incomplete_patients(linked.errors)
             rendered, kept = evaluate_and_render(
                 linked.ids,
                 lambda ids: evaluate_patients(trial, linked, as_of, ids),
-                lambda: PatientRenderer(header.criteria, incomplete),
+                lambda: PatientRenderer(header.criteria, incomplete, previous, decisions),
                 workers,
             )
         _log_evaluated(kept, len(rendered), started)
-        outputs = write_rendered(header, rendered, out_dir)
+        current = {p.id: PatientState(p.status.value, p.results) for p in rendered}
+        since = recorder.since(current) if recorder else None
+        outputs = write_rendered(header, rendered, out_dir, since)
     counts = {s.value: sum(1 for p in rendered if p.status is s) for s in Status}
+    summary = RunSummary(header, counts, outputs, since)
     log.info(
-        "patients %d: candidate %d, possible %d, excluded %d; errors %d",
+        "patients %d: candidate %d, possible %d, excluded %d; errors %d%s",
         len(rendered),
         counts["candidate"],
         counts["possible"],
         counts["excluded"],
         len(header.errors),
+        f"; {summary.changes_text}" if since else "",
     )
-    return RunSummary(header, counts, outputs)
+    if recorder is not None:
+        totals = {"patients": len(rendered), **counts, "errors": len(header.errors)}
+        notes = getattr(source, "notes", None)
+        recorder.complete(current, totals, header.errors, since, summary.exit_code, worklist_rows(rendered), notes)
+    return summary

@@ -30,7 +30,8 @@ class ServerOptions:
     group: str | None = None  # Group/[id]/$export instead of Patient/$export
     since: str | None = None
     cache: Path = Path.home() / ".cache" / "cohort-finder" / "bulk"
-    refresh: bool = False  # ignore a finished export in the cache
+    refresh: bool = False  # export everything now, whatever the cache holds
+    full_refresh_days: float = 7.0  # a nightly export asks for changes only, and for everything this often
 
 
 def is_server(source: str) -> bool:
@@ -72,4 +73,6 @@ def open_source(
         return RestSource(http, searches)
     level = f"Group/{options.group}" if options.group else "Patient"
     request = BulkRequest.from_searches(searches, level, options.since)
-    return BulkSource(http, request, options.cache, reuse=not options.refresh)
+    return BulkSource(
+        http, request, options.cache, reuse=not options.refresh, full_refresh_days=options.full_refresh_days
+    )

@@ -42,7 +42,8 @@ def test_bad_usage_exits_2(tmp_path: Path) -> None:
     no_source = cohort_finder(
         "run", "--criteria", TRIAL, "--source", str(tmp_path / "nope"), "--out", str(tmp_path / "o")
     )
-    assert no_source.returncode == 2 and "source not found" in no_source.stderr
+    # a source that cannot be read at all is a failed run (exit 1, contract §4), not bad usage
+    assert no_source.returncode == 1 and "source not found" in no_source.stderr
     no_workers = cohort_finder(
         "run", "--criteria", TRIAL, "--source", str(tmp_path), "--out", str(tmp_path / "o"), "--workers", "0"
     )
@@ -120,3 +121,16 @@ def test_logs_carry_ids_and_counts_but_no_names_or_birth_dates(tmp_path: Path) -
     logged = done.stdout + done.stderr
     assert "Zebulon" not in logged and "Quixote" not in logged and "1961-02-03" not in logged
     assert "1 patients" in logged
+
+
+def test_json_log_lines_carry_ids_and_counts_only(tmp_path: Path) -> None:
+    done = cohort_finder(
+        "--log-format", "json", "run", "--criteria", TRIAL, "--source", str(FIXTURES / "bad_input"),
+        "--out", str(tmp_path / "o"), "--as-of", "2026-06-30",
+    )  # fmt: skip
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    assert lines and all(set(line) >= {"time", "level", "logger", "message"} for line in lines)
+    assert any(line["message"].startswith("patients 5:") for line in lines)
+    names = [n["family"] for p in map(json.loads, (FIXTURES / "bad_input" / "Patient.ndjson").read_text().splitlines())
+             for n in p.get("name", [])]  # fmt: skip
+    assert names and not any(name in done.stderr for name in names)

@@ -70,6 +70,7 @@ COLUMNS: dict[str, str] = {
     "deceasedBoolean": "BOOLEAN",
     "deceasedDateTime": "VARCHAR",
     "name": "STRUCT(given VARCHAR[], family VARCHAR, text VARCHAR)[]",
+    "identifier": f"STRUCT(type STRUCT(coding {_CODING}[]), value VARCHAR)[]",
 }
 
 CLINICAL = tuple(sorted(CLINICAL_TYPES))  # the types facts.py turns into rows, in a stable order
@@ -163,7 +164,10 @@ TYPE_COLUMNS: dict[str, tuple[str, ...]] = {
     "Procedure": (*_COMMON, "code", "performedDateTime", "performedPeriod"),
     "MedicationStatement": (*_MEDICATION_USE, "effectivePeriod", "effectiveDateTime"),
     "MedicationRequest": (*_MEDICATION_USE, "intent", "authoredOn", "dispenseRequest"),
-    "Patient": ("resourceType", "id", "meta", "gender", "birthDate", "deceasedBoolean", "deceasedDateTime", "name"),
+    "Patient": (
+        *("resourceType", "id", "meta", "gender", "birthDate", "deceasedBoolean", "deceasedDateTime", "name"),
+        "identifier",
+    ),
     "Medication": ("resourceType", "id", "meta", "code"),
 }
 

@@ -159,4 +159,4 @@ def evaluate_patient(
     ages = age_range(record.patient.birth_date, as_of)
     shown_age = ages[0] if ages and ages[0] == ages[1] else None
     p = record.patient
-    return PatientResult(p.id, patient_status(results), shown_age, p.gender, results, p.name)
+    return PatientResult(p.id, patient_status(results), shown_age, p.gender, results, p.name, p.identifier)

@@ -17,6 +17,7 @@ from cohort_finder.report.csv_report import CsvRows, render_csv
 from cohort_finder.report.html_report import SECTIONS, page_html
 from cohort_finder.report.json_report import json_chunks, render_json, summary
 from cohort_finder.report.rendered import PatientRenderer, RenderedPatient, incomplete_patients
+from cohort_finder.store.changes import Diff
 
 __all__ = [
     "PatientRenderer",
@@ -56,7 +57,9 @@ def write_reports(run: RunResult, out_dir: Path) -> list[Path]:
     return write_rendered(run, renderer.render(run.patients), out_dir)
 
 
-def write_rendered(run: RunResult, patients: Sequence[RenderedPatient], out_dir: Path) -> list[Path]:
+def write_rendered(
+    run: RunResult, patients: Sequence[RenderedPatient], out_dir: Path, since: Diff | None = None
+) -> list[Path]:
     """Write the three outputs from patients already rendered (sorted by id); `run` gives the
     rest (its own `patients` is not read). All three are written to temporary files first and
     renamed into place only when every one is complete, so a failure leaves the previous
@@ -67,7 +70,7 @@ def write_rendered(run: RunResult, patients: Sequence[RenderedPatient], out_dir:
     outputs: list[tuple[str, Callable[[], Iterable[bytes]]]] = [
         ("candidates.json", lambda: json_chunks(run, counts, (p.json for p in patients))),
         ("candidates.csv", lambda: [CsvRows(run.criteria).header(), *(p.csv for p in patients)]),
-        ("report.html", lambda: [page(run, counts, patients)]),
+        ("report.html", lambda: [page(run, counts, patients, since)]),
     ]
     staged: list[tuple[Path, Path]] = []
     try:
@@ -80,7 +83,9 @@ def write_rendered(run: RunResult, patients: Sequence[RenderedPatient], out_dir:
     return [path for _, path in staged]
 
 
-def page(run: RunResult, counts: dict[str, int], patients: Sequence[RenderedPatient]) -> bytes:
+def page(
+    run: RunResult, counts: dict[str, int], patients: Sequence[RenderedPatient], since: Diff | None = None
+) -> bytes:
     """report.html from the patients' cards, or one line per excluded patient when there are
     more than COMPACT_EXCLUDED of them."""
     sections = []
@@ -89,7 +94,7 @@ def page(run: RunResult, counts: dict[str, int], patients: Sequence[RenderedPati
         compact = status is Status.EXCLUDED and len(mine) > html_report.COMPACT_EXCLUDED
         fragments = [(p.line if compact else p.card) or "" for p in mine]
         sections.append((label, status.value, fragments, compact))
-    return page_html(run, counts, sections)
+    return page_html(run, counts, sections, since)
 
 
 def render_html(run: RunResult) -> bytes:

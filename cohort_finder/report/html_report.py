@@ -26,6 +26,8 @@ from cohort_finder.model import (
     RunResult,
     Status,
 )
+from cohort_finder.store.changes import Change, Diff
+from cohort_finder.store.decisions import Decision
 
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -176,20 +178,56 @@ def _patient_macros() -> Any:
     return _environment().get_template("patient.html.j2").module
 
 
-def card_html(p: PatientResult, texts: dict[str, str], shared: SharedRows, incomplete: bool) -> str:
+def change_text(change: Change | None, status: str = "") -> str | None:
+    """What changed since the previous complete run, in words (None: nothing)."""
+    if change is None:
+        return None
+    because = f": {', '.join(change.criteria)}" if change.criteria else ""
+    if change.status_before == "absent":
+        return f"new since run {change.since_run}"
+    if change.status_before == "excluded" and status != "excluded":
+        return f"new since run {change.since_run} (was excluded{because})"
+    if change.status_before != "excluded" and status == "excluded":
+        return f"dropped since run {change.since_run} (was {change.status_before}{because})"
+    return f"changed since run {change.since_run} (was {change.status_before}{because})"
+
+
+def review_text(review: Decision | None) -> str | None:
+    if review is None:
+        return None
+    who = f" by {review.by}" if review.by else ""
+    return f"decision: {review.decision.replace('_', ' ')}{who} on {review.at[:10]}"
+
+
+def card_html(
+    p: PatientResult,
+    texts: dict[str, str],
+    shared: SharedRows,
+    incomplete: bool,
+    change: Change | None = None,
+    review: Decision | None = None,
+) -> str:
     """A patient's full card (autoescaped Markup, as text)."""
-    return str(_patient_macros().full(_card(p, texts, shared), incomplete))
+    card = _card(p, texts, shared)
+    text = change_text(change, p.status.value)
+    return str(_patient_macros().full(card, incomplete, text, review_text(review), review))
 
 
-def line_html(p: PatientResult) -> str:
+def line_html(p: PatientResult, change: Change | None = None, review: Decision | None = None) -> str:
     """An excluded patient's one line (autoescaped Markup, as text)."""
-    return str(_patient_macros().line(_compact(p)))
+    return str(_patient_macros().line(_compact(p), change_text(change, p.status.value), review_text(review)))
 
 
-def page_html(run: RunResult, counts: dict[str, int], sections: list[tuple[str, str, list[str], bool]]) -> bytes:
+def page_html(
+    run: RunResult,
+    counts: dict[str, int],
+    sections: list[tuple[str, str, list[str], bool]],
+    since: Diff | None = None,
+) -> bytes:
     """report.html bytes (UTF-8), self-contained: inline CSS, no scripts, no external links.
     `sections`: (label, status, rendered patients, compact?) in display order; the patients'
-    fragments were rendered by card_html/line_html, so they are marked safe here."""
+    fragments were rendered by card_html/line_html, so they are marked safe here. `since`:
+    what changed since the previous complete run, shown first."""
     template = _environment().get_template("report.html.j2")
     safe = [(label, status, [Markup(f) for f in fragments], compact) for label, status, fragments, compact in sections]
-    return template.render(run=run, summary=counts, sections=safe).encode("utf-8")
+    return template.render(run=run, summary=counts, sections=safe, since=since).encode("utf-8")

@@ -23,6 +23,8 @@ from cohort_finder.model import (
     RunResult,
     Status,
 )
+from cohort_finder.store.changes import Change
+from cohort_finder.store.decisions import Decision
 
 # Evidence fields that only mean something in some cases (a converted unit, a ULN rule, a
 # name match); emitted only when set so the common case stays short.
@@ -69,9 +71,21 @@ def _criterion_result(cr: CriterionResult) -> dict[str, Any]:
 SharedResults = dict[tuple[str, str, str, str | None], orjson.Fragment]
 
 
-def patient_json(p: PatientResult, shared: SharedResults) -> bytes:
-    """The patient's line in candidates.json (compact)."""
-    return orjson.dumps(_patient(p, shared))
+def patient_json(
+    p: PatientResult, shared: SharedResults, change: Change | None = None, review: Decision | None = None
+) -> bytes:
+    """The patient's line in candidates.json (compact), with `change` and `review` when the
+    run store has them (contract §7)."""
+    out = _patient(p, shared)
+    if change is not None:
+        out["change"] = {
+            "since_run": change.since_run,
+            "status_before": change.status_before,
+            "criteria": list(change.criteria),
+        }
+    if review is not None:
+        out["review"] = review.as_json()
+    return orjson.dumps(out)
 
 
 def _patient(p: PatientResult, shared: SharedResults) -> dict[str, Any]:

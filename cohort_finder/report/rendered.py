@@ -9,7 +9,7 @@ never recompute clinical logic: they read PatientResult only.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from cohort_finder.model import CriterionInfo, PatientResult, RunError, Status
@@ -17,6 +17,8 @@ from cohort_finder.report import html_report
 from cohort_finder.report.csv_report import CsvRows
 from cohort_finder.report.html_report import SharedRows, card_html, line_html
 from cohort_finder.report.json_report import SharedResults, patient_json
+from cohort_finder.store.changes import RunState, change_of, encode_results
+from cohort_finder.store.decisions import Decision
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,9 @@ class RenderedPatient:
     # excluded ones (the report then lists every excluded patient on one line).
     card: str | None
     line: str | None  # the one-line form, for excluded patients
+    results: str = ""  # one letter per criterion (store/changes.py), for the run store
+    name: str | None = None  # for the worklist of candidates and possibles (never logged)
+    identifier: str | None = None
 
 
 def incomplete_patients(errors: Sequence[RunError]) -> set[str]:
@@ -37,11 +42,21 @@ def incomplete_patients(errors: Sequence[RunError]) -> set[str]:
 
 
 class PatientRenderer:
-    """Renders patients batch by batch; one per process (it holds the shared caches)."""
+    """Renders patients batch by batch; one per process (it holds the shared caches).
+    `previous`: the previous complete run of the trial (each patient's `change` against it);
+    `decisions`: the reviewers' current decisions (`review`)."""
 
-    def __init__(self, criteria: Sequence[CriterionInfo], incomplete: Collection[str]) -> None:
+    def __init__(
+        self,
+        criteria: Sequence[CriterionInfo],
+        incomplete: Collection[str],
+        previous: RunState | None = None,
+        decisions: Mapping[str, Decision] | None = None,
+    ) -> None:
         self.texts = {c.id: c.text for c in criteria}
         self.incomplete = incomplete
+        self.previous = previous
+        self.decisions = decisions or {}
         self.csv = CsvRows(criteria)
         self._json_shared: SharedResults = {}
         self._rows_shared: SharedRows = {}
@@ -54,17 +69,23 @@ class PatientRenderer:
         out = []
         for p in patients:
             is_excluded = p.status is Status.EXCLUDED
+            results = {c.id: c.result.value for c in p.criteria}
+            change = change_of(p.status.value, results, self.previous, p.id)
+            review = self.decisions.get(p.id)
             card = None
             if cards_for_excluded or not is_excluded:
-                card = card_html(p, self.texts, self._rows_shared, p.id in self.incomplete)
+                card = card_html(p, self.texts, self._rows_shared, p.id in self.incomplete, change, review)
             out.append(
                 RenderedPatient(
                     p.id,
                     p.status,
-                    patient_json(p, self._json_shared),
+                    patient_json(p, self._json_shared, change, review),
                     self.csv.row(p),
                     card,
-                    line_html(p) if is_excluded else None,
+                    line_html(p, change, review) if is_excluded else None,
+                    encode_results([c.result for c in p.criteria]),
+                    None if is_excluded else p.name,
+                    None if is_excluded else p.identifier,
                 )
             )
         return out

@@ -23,10 +23,11 @@ from urllib.parse import quote
 import orjson
 import requests
 
+from ..errors import SourceError
 from ..facts import MEDICATION_TYPES
 from ..model import ALL_PATIENTS, RunError
 from ..search_plan import Search
-from . import jsontext
+from . import bulk_cache, jsontext
 from .base import Item, unpack
 from .files import FileSource
 from .http import FetchError, FhirHttp, full_url, json_body, operation_outcome_text
@@ -112,6 +113,15 @@ def _retry_after(value: str | None, fallback: float) -> float:
 
 
 class BulkSource:
+    """A Bulk export, kept in a cache folder that later runs bring up to date (bulk_cache.py).
+
+    The first run exports everything. A later run asks only for what changed since the last
+    complete export (`_since` its transaction time) and merges it in, except every
+    `full_refresh_days`, or with `reuse=False` (`--refresh`), when it exports everything again.
+    An export with an explicit `since` in its request is a one-off: kept under its own key, and
+    reused as it is. An interrupted run resumes its export (polling the same job, downloading
+    what is missing). `notes` says what was done, for the run store."""
+
     def __init__(
         self,
         http: FhirHttp,
@@ -119,16 +129,21 @@ class BulkSource:
         cache_root: Path,
         *,
         reuse: bool = True,
+        full_refresh_days: float = 7.0,
         max_wait: float = 6 * 3600,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.http = http
         self.request = request
         self.folder = cache_root / request.key(http.base)
         self.reuse = reuse
+        self.full_refresh_days = full_refresh_days
         self.max_wait = max_wait
         self.sleep = sleep
+        self.clock = clock
         self.errors: list[RunError] = []
+        self.notes: dict[str, Any] = {}
 
     def describe(self) -> str:
         return f"{self.http.base} ($export)"
@@ -140,42 +155,97 @@ class BulkSource:
 
     # -- the export job ---------------------------------------------------------------
     def fetch(self) -> Path:
-        """The folder of NDJSON files of a finished export, exporting first if needed."""
-        files = self.folder / "files"
-        state_path = self.folder / "job.json"
-        if (self.folder / "complete").exists() and self.reuse:
-            log.info("reusing the finished bulk export in %s", self.folder)
+        """The folder of NDJSON files of the export, brought up to date first."""
+        files, incoming, job_path = self.folder / "files", self.folder / "incoming", self.folder / "job.json"
+        cached = bulk_cache.read_state(self.folder)
+        if self.request.since is not None and cached is not None and self.reuse:
+            log.info("reusing the finished bulk export since %s in %s", self.request.since, self.folder)
+            self.notes = {"bulk": "reused", "since": self.request.since}
             return files
-        if not self.reuse and self.folder.exists():
-            shutil.rmtree(self.folder)  # --refresh: a new export, not the old job's files
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        files.mkdir(exist_ok=True, mode=0o700)
-        state = _state(state_path)
-        if "manifest" not in state:
-            if "status_url" not in state:
-                state["status_url"] = self._kick_off()
-                state_path.write_bytes(orjson.dumps(state))
-            state["manifest"] = self._poll(state["status_url"])
-            state_path.write_bytes(orjson.dumps(state))
-        self._download(state["manifest"], files)
-        self._fetch_missing_medications(files)
+        job = _state(job_path)
+        if job:
+            job.setdefault("kind", "full")  # a job an older release started was a full export
+            job.setdefault("since", None)
+        else:
+            full = (
+                not self.reuse
+                or self.request.since is not None
+                or bulk_cache.full_due(cached, self.full_refresh_days, self.clock())
+            )
+            job = {
+                "kind": "full" if full else "since",
+                "since": None if full or cached is None else cached.transaction_time,
+            }
+            if incoming.exists():
+                shutil.rmtree(incoming)  # a half-downloaded export that was given up
+        incoming.mkdir(exist_ok=True, mode=0o700)
+        if "manifest" not in job:
+            if "status_url" not in job:
+                job["status_url"] = self._kick_off(job["since"] or self.request.since)
+                job_path.write_bytes(orjson.dumps(job))
+            job["manifest"] = self._poll(job["status_url"])
+            job_path.write_bytes(orjson.dumps(job))
+        manifest = job["manifest"]
+        self._download(manifest, incoming)
+        deleted = self._deleted(manifest)
         if any(e.patient_id == ALL_PATIENTS for e in self.errors):
             # not complete: the next run downloads what is missing instead of reusing a gap
             log.warning("bulk export incomplete: %d files could not be read", len(self.errors))
-            return files
-        (self.folder / "complete").write_text(str(state["manifest"].get("transactionTime", "")))
+            self.notes = {"bulk": job["kind"], "since": job["since"], "complete": False}
+            if job["kind"] == "since" and files.is_dir():
+                return files  # yesterday's data, with every patient's affected data unknown
+            return incoming
+        received = sum(bulk_cache.count_lines(p) for p in incoming.glob("*.ndjson"))
+        transaction_time = str(manifest.get("transactionTime") or "")
+        if job["kind"] == "full":
+            bulk_cache.replace(files, incoming)
+            bulk_cache.write_state(self.folder, bulk_cache.CacheState(transaction_time, self.clock()))
+            log.info("bulk export (full): %d resources in the cache", received)
+            self.notes = {"bulk": "full", "resources": received}
+        else:
+            assert cached is not None
+            stamp = re.sub(r"[^0-9]", "", transaction_time)[:14] or str(int(self.clock()))
+            merged, removed = bulk_cache.merge(files, incoming, deleted, stamp)
+            bulk_cache.write_state(self.folder, bulk_cache.CacheState(transaction_time, cached.full_at))
+            log.info(
+                "bulk export (changes since %s): %d resources changed, %d deleted, merged into the cache",
+                job["since"],
+                merged,
+                removed,
+            )
+            self.notes = {"bulk": "since", "since": job["since"], "resources": merged, "deleted": removed}
+        self._fetch_missing_medications(files)
+        job_path.unlink()
         try:  # the server may free the files now; a failure here loses nothing
-            self.http.request("DELETE", state["status_url"], expect=(200, 202, 204, 404))
+            self.http.request("DELETE", job["status_url"], expect=(200, 202, 204, 404))
         except FetchError as exc:
             log.info("could not delete the finished export job: %s", exc)
         return files
 
-    def _kick_off(self) -> str:
+    def _deleted(self, manifest: dict[str, Any]) -> set[tuple[str, str]]:
+        """The resources a Bulk 2.0 manifest lists as deleted since `_since`."""
+        token = manifest.get("requiresAccessToken") is True
+        found: set[tuple[str, str]] = set()
+        listed = manifest.get("deleted")
+        for entry in listed if isinstance(listed, list) else []:
+            _, url = _output(entry)
+            if url is None:
+                continue
+            try:
+                body = self.http.request("GET", url, headers={"Accept": NDJSON}, auth=token).content
+            except FetchError as exc:
+                self.errors.append(RunError(url, f"deleted-resources file could not be read: {exc}", ALL_PATIENTS))
+                continue
+            found |= bulk_cache.deleted_keys(iter(body.splitlines()))
+        return found
+
+    def _kick_off(self, since: str | None) -> str:
         path = f"{self.request.level}/$export" if self.request.level else "$export"
         params: list[tuple[str, str]] = [("_type", ",".join(self.request.types))] if self.request.types else []
         params += [("_typeFilter", f) for f in self.request.type_filters]
-        if self.request.since:
-            params.append(("_since", self.request.since))
+        if since:
+            params.append(("_since", since))
         url = self.http.url(path)
         response = self.http.request(
             "GET",
@@ -187,7 +257,12 @@ class BulkSource:
         status = response.headers.get("Content-Location")
         if not status:
             raise FetchError(url, "bulk export kick-off answered 202 without Content-Location")
-        log.info("bulk export started (%d types, %d filters)", len(self.request.types), len(self.request.type_filters))
+        log.info(
+            "bulk export started (%d types, %d filters%s)",
+            len(self.request.types),
+            len(self.request.type_filters),
+            f", changes since {since}" if since else ", everything",
+        )
         return self.http.url(status)
 
     def _poll(self, status_url: str) -> dict[str, Any]:
@@ -222,7 +297,9 @@ class BulkSource:
     # -- downloads ----------------------------------------------------------------------
     def _download(self, manifest: dict[str, Any], files: Path) -> None:
         token = manifest.get("requiresAccessToken") is True
-        for index, output in enumerate(manifest.get("output") or []):
+        outputs = manifest.get("output") or []
+        failed_before = len(self.errors)
+        for index, output in enumerate(outputs):
             rtype, url = _output(output)
             if url is None:
                 where = f"{self.http.base} $export manifest output[{index}]"
@@ -235,6 +312,9 @@ class BulkSource:
                 self._download_one(url, target, token)
             except FetchError as exc:
                 self.errors.append(RunError(url, f"bulk file download failed: {exc}", ALL_PATIENTS, rtype))
+        if outputs and len(self.errors) - failed_before == len(outputs):
+            first = self.errors[failed_before]
+            raise SourceError(f"could not read the bulk export at all: every file failed ({first.message})")
         errors = manifest.get("error")
         for output in errors if isinstance(errors, list) else []:
             _, url = _output(output)

@@ -42,11 +42,14 @@ class FileSource:
     def files(self) -> list[Path]:
         if self.root.is_file():
             return [self.root]
-        found = sorted(
-            p
-            for p in self.root.rglob("*")
-            if p.is_file() and p.suffix.lower() in (".json", ".ndjson") and not p.name.startswith(".")
-        )
+        try:
+            found = sorted(
+                p
+                for p in self.root.rglob("*")
+                if p.is_file() and p.suffix.lower() in (".json", ".ndjson") and not p.name.startswith(".")
+            )
+        except OSError as exc:  # the folder cannot be listed: the source cannot be read at all
+            raise SourceError(f"cannot read the source folder {self.root}: {exc.strerror or exc}") from exc
         if not self.ignore:
             return found
         kept = [p for p in found if not self._ignored(p)]

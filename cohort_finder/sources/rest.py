@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from ..errors import SourceError
 from ..model import ALL_PATIENTS, RunError
 from ..search_plan import Search
 from .base import Item, unpack
@@ -46,8 +47,20 @@ class RestSource:
         return self.http.base
 
     def read(self) -> Iterator[Item | RunError]:
+        """Every search's resources and errors. When not one page could be read (the server
+        unreachable, every request refused) the source could not be read at all: SourceError,
+        so that nothing is written over the previous outputs (contract §4)."""
+        first_failure: RunError | None = None
         for search in self.searches:
-            yield from self._search(search)
+            for item in self._search(search):
+                if first_failure is None and isinstance(item, RunError) and item.patient_id == ALL_PATIENTS:
+                    first_failure = item
+                yield item
+        if self.pages == 0 and first_failure is not None:
+            raise SourceError(
+                f"could not read {self.http.base} at all: every search failed ({first_failure.source}: "
+                f"{first_failure.message})"
+            )
         log.info(
             "REST: %d searches, %d pages, %d requests, %d resources",
             len(self.searches),

@@ -60,6 +60,13 @@ _FILLED: dict[str, Any] = {
     "deceasedBoolean": False,
     "deceasedDateTime": "2030-01-01",
     "name": [{"given": ["Ann"], "family": "Example", "text": "Ann Example"}],
+    "identifier": [
+        {"value": "X-1"},
+        {
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "MR"}]},
+            "value": "M-7",
+        },
+    ],
 }
 
 _ABATEMENT = ("abatementDateTime", "abatementPeriod", "abatementString", "abatementBoolean", "abatementAge")

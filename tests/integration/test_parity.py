@@ -76,7 +76,7 @@ def test_rest_gives_the_same_candidates_as_files(fhir_server: LoadedServer, file
     assert patients == len(file_run.document["patients"]) > 200
 
 
-def test_bulk_gives_the_same_candidates_and_reuses_its_cache(
+def test_bulk_gives_the_same_candidates_and_then_asks_only_for_changes(
     fhir_server: LoadedServer, file_run: Run, tmp_path: Path
 ) -> None:
     cache = tmp_path / "cache"
@@ -85,7 +85,7 @@ def test_bulk_gives_the_same_candidates_and_reuses_its_cache(
     assert _comparable(bulk) == _comparable(file_run)
     assert "bulk export ready" in bulk.stderr
     again = _run(fhir_server.base, tmp_path / "out2", "--bulk", "--cache", str(cache))
-    assert "reusing the finished bulk export" in again.stderr
+    assert "bulk export (changes since" in again.stderr and "0 resources changed, 0 deleted" in again.stderr
     assert _comparable(again) == _comparable(file_run)
     (folder,) = list(cache.iterdir())
     assert folder.stat().st_mode & 0o077 == 0  # PHI: owner only

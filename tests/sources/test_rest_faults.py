@@ -21,6 +21,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from cohort_finder.criteria import load_trial
+from cohort_finder.errors import SourceError
 from cohort_finder.model import ALL_PATIENTS, Result, RunError
 from cohort_finder.pipeline import evaluate_source
 from cohort_finder.search_plan import Search, plan
@@ -84,7 +85,9 @@ def http_for(httpserver: HTTPServer, **changes: Any) -> FhirHttp:
 
 
 def read(source: RestSource) -> tuple[list[Item], list[RunError]]:
-    return split(source)
+    """What the source yielded, page errors included, also when no page at all could be read
+    (then it ends with SourceError: tested on its own below)."""
+    return split(source, unreadable_ok=True)
 
 
 def ids(items: list[Item]) -> list[str]:
@@ -572,3 +575,17 @@ def test_a_capability_statement_of_any_shape_is_read_without_a_crash(
 ) -> None:
     serve(httpserver, "/fhir/metadata", statement)
     assert offers_export(http_for(httpserver)) is offers
+
+
+def test_a_server_where_every_search_fails_could_not_be_read_at_all(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/fhir/Patient").respond_with_response(fhir(outcome("down for maintenance"), 503))
+    httpserver.expect_request("/fhir/Condition").respond_with_response(fhir(outcome("down"), 503))
+    source = RestSource(http_for(httpserver), [PATIENTS, Search("Condition")])
+    with pytest.raises(SourceError, match=r"every search failed \(http://.*/fhir/Patient\?_count=2: .*maintenance"):
+        split(source)
+
+    httpserver.clear()
+    serve(httpserver, "/fhir/Patient", bundle([]))  # one page read, even empty: the server answered
+    httpserver.expect_request("/fhir/Condition").respond_with_response(fhir(outcome("down"), 503))
+    items, errors = split(RestSource(http_for(httpserver), [PATIENTS, Search("Condition")]))
+    assert items == [] and len(errors) == 1

@@ -54,6 +54,7 @@ class PatientRenderer:
         decisions: Mapping[str, Decision] | None = None,
     ) -> None:
         self.texts = {c.id: c.text for c in criteria}
+        self.criteria_ids = tuple(c.id for c in criteria)
         self.incomplete = incomplete
         self.previous = previous
         self.decisions = decisions or {}
@@ -69,8 +70,8 @@ class PatientRenderer:
         out = []
         for p in patients:
             is_excluded = p.status is Status.EXCLUDED
-            results = {c.id: c.result.value for c in p.criteria}
-            change = change_of(p.status.value, results, self.previous, p.id)
+            letters = encode_results([c.result for c in p.criteria])
+            change = change_of(p.status.value, letters, self.criteria_ids, self.previous, p.id)
             review = self.decisions.get(p.id)
             card = None
             if cards_for_excluded or not is_excluded:
@@ -83,7 +84,7 @@ class PatientRenderer:
                     self.csv.row(p),
                     card,
                     line_html(p, change, review) if is_excluded else None,
-                    encode_results([c.result for c in p.criteria]),
+                    letters,
                     None if is_excluded else p.name,
                     None if is_excluded else p.identifier,
                 )

@@ -64,16 +64,30 @@ def differing(before: dict[str, str], after: dict[str, str]) -> tuple[str, ...]:
     return tuple(cid for cid in ids if before.get(cid) != after.get(cid))
 
 
-def change_of(status: str, results: dict[str, str], previous: RunState | None, pid: str) -> Change | None:
+def _differing(
+    before: PatientState, before_criteria: tuple[str, ...], after: PatientState, after_criteria: tuple[str, ...]
+) -> tuple[str, ...]:
+    if before_criteria == after_criteria:  # the usual case: compare the letters, build nothing
+        return tuple(cid for cid, a, b in zip(after_criteria, before.results, after.results, strict=False) if a != b)
+    return differing(before.by_criterion(before_criteria), after.by_criterion(after_criteria))
+
+
+def change_of(
+    status: str, results: str, criteria: tuple[str, ...], previous: RunState | None, pid: str
+) -> Change | None:
+    """`results`: the patient's letters now (encode_results), in `criteria`'s order."""
     if previous is None:
         return None
     before = previous.patients.get(pid)
     if before is None:
         return Change(previous.run, ABSENT, ())
-    criteria = differing(before.by_criterion(previous.criteria), results)
-    if before.status == status and not criteria:
+    now = PatientState(status, results)
+    if before == now and previous.criteria == criteria:
         return None
-    return Change(previous.run, before.status, criteria)
+    changed = _differing(before, previous.criteria, now, criteria)
+    if before.status == status and not changed:
+        return None
+    return Change(previous.run, before.status, changed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,16 +129,17 @@ def diff(trial: str, before: RunState, after: RunState) -> Diff:
     possible before, excluded or absent now; changed: candidate or possible in both, with a
     different status or result. Each list sorted by id."""
     result = Diff(trial, before, after)
+    same_criteria = before.criteria == after.criteria
     for pid in sorted(set(before.patients) | set(after.patients)):
         old, new = before.patients.get(pid), after.patients.get(pid)
+        if same_criteria and old == new:
+            continue  # most patients of most nights
         was = old.status if old else ABSENT
         now = new.status if new else ABSENT
         if now in _OPEN and was not in _OPEN:
             result.new.append(Entry(pid, now))
             continue
-        old_results = old.by_criterion(before.criteria) if old else {}
-        new_results = new.by_criterion(after.criteria) if new else {}
-        criteria = differing(old_results, new_results) if old and new else ()
+        criteria = _differing(old, before.criteria, new, after.criteria) if old and new else ()
         if was in _OPEN and now not in _OPEN:
             result.dropped.append(Entry(pid, was, was, now, criteria))
         elif was in _OPEN and now in _OPEN and (was != now or criteria):

@@ -51,15 +51,13 @@ def test_new_dropped_and_changed_as_the_contract_defines_them() -> None:
 
 def test_a_patients_change_against_the_previous_run() -> None:
     before = state(4, p=("possible", "mnu"), q=("excluded", "mmm"))
-    assert change_of("possible", {"alive": "met", "hba1c": "not_met", "egfr": "unknown"}, before, "p") is None
-    assert change_of("candidate", {"alive": "met", "hba1c": "not_met", "egfr": "not_met"}, before, "p") == Change(
-        4, "possible", ("egfr",)
-    )
-    assert change_of("excluded", {"alive": "met", "hba1c": "met", "egfr": "not_met"}, before, "q") == Change(
-        4, "excluded", ("egfr",)
-    )
-    assert change_of("candidate", {}, before, "new") == Change(4, "absent", ())
-    assert change_of("candidate", {}, None, "p") is None  # the first run has nothing to compare with
+    assert change_of("possible", "mnu", CRITERIA, before, "p") is None
+    assert change_of("candidate", "mnn", CRITERIA, before, "p") == Change(4, "possible", ("egfr",))
+    assert change_of("excluded", "mmn", CRITERIA, before, "q") == Change(4, "excluded", ("egfr",))
+    assert change_of("candidate", "mnn", CRITERIA, before, "new") == Change(4, "absent", ())
+    assert change_of("candidate", "mnn", CRITERIA, None, "p") is None  # the first run has nothing to compare with
+    # criteria that differ between the runs: compared by id
+    assert change_of("possible", "mu", ("alive", "egfr"), before, "p") == Change(4, "possible", ("hba1c",))
 
 
 def test_criteria_added_or_removed_count_as_changed_results() -> None:

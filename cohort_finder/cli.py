@@ -248,5 +248,6 @@ def validate(criteria_path: Path, mappings: Path | None) -> None:
     )
 
 
-# The run store's commands register themselves on `main` (history, diff, review).
+# The run store's commands (history, diff, review) and the review app (serve) register themselves on `main`.
 from . import store_commands  # noqa: E402, F401
+from .serve import command as _serve_command  # noqa: E402, F401

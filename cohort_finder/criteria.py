@@ -7,7 +7,7 @@ dataclass; `evaluate/` holds one function per kind. Nothing about a trial lives 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Union
 
@@ -148,6 +148,41 @@ class Trial:
     path: Path
     criteria: tuple[Criterion, ...]
     terminology: Terminology
+    # analyte name -> label: the values the overview shows per patient (`key_values:`)
+    key_values: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def infos(self) -> tuple[CriterionInfo, ...]:
+        """Each criterion's CriterionInfo, the first lab criterion of each key analyte
+        carrying that analyte's label."""
+        labels, out = dict(self.key_values), []
+        for c in self.criteria:
+            info = c.info
+            analyte = next((a for a in _analytes(c.rule) if a in labels), None)
+            if analyte is not None:
+                info = replace(info, key=labels.pop(analyte))
+            out.append(info)
+        return tuple(out)
+
+
+def _analytes(rule: AnyRule | None) -> list[str]:
+    """The analytes a rule's lab parts read, in the order written."""
+    if isinstance(rule, LabRule | LabUlnRule):
+        return [rule.analyte.name] if rule.analyte is not None else []
+    if isinstance(rule, AllOf | AnyOf):
+        return [a for part in rule.parts for a in _analytes(part)]
+    if isinstance(rule, Not):
+        return _analytes(rule.part)
+    return []
+
+
+def _short(title: str) -> str:
+    """'Hemoglobin A1c (NGSP %)' -> 'Hemoglobin A1c': a column heading."""
+    return title.split(" (")[0]
+
+
+# Without `key_values:`, the overview shows the analytes of the first lab criteria, this many.
+DEFAULT_KEY_VALUES = 3
 
 
 class _Parser:
@@ -400,10 +435,11 @@ ALIVE = Criterion("alive", "inclusion", "Alive at as-of (built in: not deceased 
 def load_trial(path: Path, mappings: Path | None = None) -> Trial:
     """Read and check a criteria file. `mappings` overrides the file's own `mappings:`."""
     doc = load_yaml(path)
+    allowed = ("trial", "mappings", "defaults", "key_values", "criteria")
     for key in doc:
-        if key not in {"trial", "mappings", "defaults", "criteria"}:
+        if key not in allowed:
             raise CriteriaError(
-                path, doc.line_of(key), f"unknown top-level key '{key}' (allowed: trial, mappings, defaults, criteria)"
+                path, doc.line_of(key), f"unknown top-level key '{key}' (allowed: {', '.join(allowed)})"
             )
     trial = doc.get("trial")
     if (
@@ -442,4 +478,35 @@ def load_trial(path: Path, mappings: Path | None = None) -> Trial:
             raise parser.fail(item.line_of("text"), "text must give the protocol's wording")
         rule = None if item["rule"] == "manual" else parser.rule(item["rule"], item.line_of("rule"))
         criteria.append(Criterion(cid, str(item["kind"]), item["text"].strip(), rule))
-    return Trial(str(trial["id"]), str(trial["title"]), path, tuple(criteria), term)
+    keys = _key_values(path, doc, term, criteria)
+    return Trial(str(trial["id"]), str(trial["title"]), path, tuple(criteria), term, keys)
+
+
+def _key_values(path: Path, doc: LineDict, term: Terminology, criteria: list[Criterion]) -> tuple[tuple[str, str], ...]:
+    """`key_values:` as (analyte, label) pairs: a list of analyte names, or a mapping of analyte
+    name to column label. Absent: the analytes of the first lab criteria."""
+    raw = doc.get("key_values")
+    if raw is None:
+        seen: dict[str, str] = {}
+        for c in criteria:
+            for name in _analytes(c.rule):
+                seen.setdefault(name, _short(term.analytes[name].title))
+        return tuple(list(seen.items())[:DEFAULT_KEY_VALUES])
+    line = doc.line_of("key_values")
+    if isinstance(raw, LineList):
+        pairs = [(str(name), None) for name in raw]
+    elif isinstance(raw, LineDict):
+        pairs = [(str(name), label) for name, label in raw.items()]
+    else:
+        raise CriteriaError(path, line, "'key_values' must list analytes (or map each analyte to its column label)")
+    out = []
+    for name, label in pairs:
+        analyte = term.analytes.get(name)
+        if analyte is None:
+            raise CriteriaError(path, line, f"key_values: unknown analyte '{name}' (not in {term.folder})")
+        if label is not None and (not isinstance(label, str) or not label.strip()):
+            raise CriteriaError(path, line, f"key_values: the label of '{name}' must be text")
+        if not any(name in _analytes(c.rule) for c in criteria):
+            raise CriteriaError(path, line, f"key_values: no criterion reads analyte '{name}'")
+        out.append((name, label.strip() if label else _short(analyte.title)))
+    return tuple(out)

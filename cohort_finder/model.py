@@ -126,6 +126,7 @@ class Evidence:
     uln: float | None = None
     uln_source: str | None = None  # "referenceRange" or "default"
     matched_by: str | None = None  # "code", "product", "name"
+    display: str | None = None  # the matched coding's display, as the record gives it
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +176,9 @@ class CriterionInfo:
     kind: str
     text: str
     computable: bool
+    # The label of the trial's key value this criterion's evidence shows (its lab analyte, when
+    # the criteria file's `key_values` names it): the overview's columns such as latest HbA1c.
+    key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

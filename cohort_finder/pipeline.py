@@ -220,7 +220,7 @@ def _header(trial: Trial, as_of: date, source_label: str, errors: Sequence[RunEr
         as_of=as_of.isoformat(),
         source=source_label,
         generated_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        criteria=tuple(c.info for c in trial.criteria),
+        criteria=trial.infos,
         patients=(),
         errors=tuple(errors),
     )
@@ -315,7 +315,7 @@ def _run(
             if recorder:
                 recorder.guard_empty(len(done.patients))
             header = _header(trial, as_of, source_label, done.errors)
-            renderer = PatientRenderer(header.criteria, incomplete_patients(done.errors), previous, decisions)
+            renderer = PatientRenderer(header.criteria, incomplete_patients(done.errors), previous, decisions, as_of)
             rendered, kept = renderer.render(done.patients), done.kept
         else:
             linked = _collect(trial, source, engine, as_of)
@@ -326,7 +326,7 @@ def _run(
             rendered, kept = evaluate_and_render(
                 linked.ids,
                 lambda ids: evaluate_patients(trial, linked, as_of, ids),
-                lambda: PatientRenderer(header.criteria, incomplete, previous, decisions),
+                lambda: PatientRenderer(header.criteria, incomplete, previous, decisions, as_of),
                 workers,
             )
         _log_evaluated(kept, len(rendered), started)

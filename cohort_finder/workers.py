@@ -30,7 +30,7 @@ from .report.rendered import PatientRenderer, RenderedPatient
 log = logging.getLogger(__name__)
 
 Evaluate = Callable[[Sequence[str]], tuple[list[PatientResult], int]]  # ids -> (results, rows kept)
-_Part = tuple[list[tuple[str, str, bytes, bytes, str | None, str | None, str, str | None, str | None]], int]
+_Part = tuple[list[tuple[str, str, bytes, bytes, str | None, str | None, str | None, str, str | None, str | None]], int]
 
 # Below this many patients a run stays in one process: forking and gathering cost more than
 # they save (the whole evaluation takes well under a second).
@@ -66,7 +66,7 @@ def _batch(bounds: tuple[int, int]) -> _Part:
         _RENDERER = _JOB.renderer()
     results, kept = _JOB.evaluate(_JOB.ids[bounds[0] : bounds[1]])
     parts = [
-        (r.id, r.status.value, r.json, r.csv, r.card, r.line, r.results, r.name, r.identifier)
+        (r.id, r.status.value, r.json, r.csv, r.row, r.detail, r.line, r.results, r.name, r.identifier)
         for r in _RENDERER.render(results)
     ]
     return parts, kept
@@ -110,8 +110,8 @@ def evaluate_and_render(
 def _gather(part: _Part, into: list[RenderedPatient], progress: Progress) -> int:
     rows, kept = part
     into.extend(
-        RenderedPatient(pid, Status(status), j, c, card, line, results, name, identifier)
-        for pid, status, j, c, card, line, results, name, identifier in rows
+        RenderedPatient(pid, Status(status), j, c, row, detail, line, results, name, identifier)
+        for pid, status, j, c, row, detail, line, results, name, identifier in rows
     )
     progress.update(len(rows))
     return kept

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -61,6 +62,8 @@ def test_every_criteria_file_in_the_repo_loads() -> None:
         ("criteria_invalid_reserved_alive.yaml", 4, "built-in 'alive'"),
         ("criteria_invalid_missing_lookback.yaml", 8, "'lookback_days' must be a whole number"),
         ("criteria_invalid_outcome.yaml", 9, "outcome maps met/not_met/unknown"),
+        ("criteria_invalid_key_value_unknown_analyte.yaml", 3, "key_values: unknown analyte 'hbalc'"),
+        ("criteria_invalid_key_value_not_read.yaml", 3, "key_values: no criterion reads analyte 'egfr'"),
     ],
 )
 def test_invalid_criteria_name_file_line_and_reason(name: str, line: int, reason: str) -> None:
@@ -72,3 +75,29 @@ def test_invalid_criteria_name_file_line_and_reason(name: str, line: int, reason
     assert error.line == line, str(error)
     assert reason in error.reason
     assert str(error).startswith(f"{path}:{line}: ")
+
+
+def test_key_values_label_the_first_criterion_reading_each_analyte() -> None:
+    trial = load_trial(CRITERIA / "nct07183761.yaml")
+    assert trial.key_values == (("hba1c", "HbA1c"), ("egfr", "eGFR"))
+    keyed = [(c.id, c.key) for c in trial.infos if c.key]
+    assert keyed == [("hba1c_over_12", "HbA1c"), ("egfr_under_30", "eGFR")]
+
+
+def test_without_key_values_the_first_three_lab_analytes_are_shown(tmp_path: Path) -> None:
+    labs = ["hba1c", "egfr", "alt", "platelets"]
+    units = {"hba1c": "%", "egfr": "mL/min/{1.73_m2}", "alt": "U/L", "platelets": "10*9/L"}
+    rows = "".join(
+        f"""  - id: {name}_high
+    kind: exclusion
+    text: {name} high
+    rule:
+      lab: {{analyte: {name}, unit: "{units[name]}", op: ">", value: 1, lookback_days: 365}}
+"""
+        for name in labs
+    )
+    path = tmp_path / "trial.yaml"
+    path.write_text(f"trial: {{id: T, title: T}}\nmappings: {ROOT / 'mappings'}\ncriteria:\n{rows}")
+    trial = load_trial(path)
+    assert [name for name, _ in trial.key_values] == ["hba1c", "egfr", "alt"]
+    assert dict(trial.key_values)["hba1c"] == "Hemoglobin A1c"  # the title before its parenthesis

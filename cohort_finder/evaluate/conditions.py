@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..criteria import ConditionRule
-from ..model import Evidence, Fact, Outcome, Result
+from ..model import Coding, Evidence, Fact, Outcome, Result
 from ..terminology import CodeSet
 from .context import Context
 
@@ -27,8 +27,8 @@ def is_current(fact: Fact, as_of: str) -> bool:
     return not (fact.abated and (fact.abatement is None or fact.abatement <= as_of))
 
 
-def matching_conditions(ctx: Context, codes: CodeSet, current: bool = True) -> list[tuple[Fact, str]]:
-    """(fact, matched system|code) for every non-void Condition in the value set, sorted by id."""
+def matching_conditions(ctx: Context, codes: CodeSet, current: bool = True) -> list[tuple[Fact, Coding]]:
+    """(fact, matched coding) for every non-void Condition in the value set, sorted by id."""
     found = []
     for fact in ctx.facts("Condition"):
         coding = codes.first_match(fact.codings)
@@ -38,7 +38,7 @@ def matching_conditions(ctx: Context, codes: CodeSet, current: bool = True) -> l
             continue
         if not current and fact.onset is not None and fact.onset > ctx.as_of_text:
             continue
-        found.append((fact, coding.token))
+        found.append((fact, coding))
     return sorted(found, key=lambda pair: pair[0].resource_id)
 
 
@@ -52,6 +52,7 @@ def condition(rule: ConditionRule, ctx: Context) -> Outcome:
         scope = "current " if rule.current else ""
         return Outcome(Result.NOT_MET, (), (f"no {scope}{label} condition",))
     evidence = tuple(
-        Evidence(f"Condition/{f.resource_id}", code=token, date=f.onset or f.recorded) for f, token in found
+        Evidence(f"Condition/{f.resource_id}", code=c.token, date=f.onset or f.recorded, display=c.display)
+        for f, c in found
     )
     return Outcome(Result.MET, evidence, (f"{label}: {', '.join(e.code or '' for e in evidence)}",))

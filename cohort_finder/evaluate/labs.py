@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..criteria import LabRule, LabUlnRule
-from ..model import Evidence, Fact, Outcome, Result
+from ..model import Coding, Evidence, Fact, Outcome, Result
 from ..terminology import Analyte, CodeSet
 from .context import Context
 
@@ -66,7 +66,7 @@ def _decide(reading: Reading, test: Callable[[float], bool], edges: tuple[float,
     return answers.pop() if len(answers) == 1 else None
 
 
-def _candidates(ctx: Context, codes: CodeSet, lookback: int) -> list[tuple[Fact, str]]:
+def _candidates(ctx: Context, codes: CodeSet, lookback: int) -> list[tuple[Fact, Coding]]:
     """Observations in the value set inside the window, most recent first. (Nothing is said
     of older ones: a server source restricted by date never sees them, and every source must
     give the same result.)"""
@@ -74,7 +74,7 @@ def _candidates(ctx: Context, codes: CodeSet, lookback: int) -> list[tuple[Fact,
     for fact in ctx.facts("Observation"):
         coding = codes.first_match(fact.codings)
         if coding is not None and fact.status != "cancelled" and ctx.in_window(fact.effective, lookback):
-            inside.append((fact, coding.token))
+            inside.append((fact, coding))
     inside.sort(key=lambda p: (p[0].effective or "", p[0].effective_ts or "", p[0].resource_id), reverse=True)
     return inside
 
@@ -103,7 +103,7 @@ def _evaluate(
     """Walk back from the most recent value to the first usable one; it decides."""
     candidates = _candidates(ctx, codes, lookback)
     skipped: list[str] = []
-    for fact, token in candidates:
+    for fact, coding in candidates:
         where = f"Observation/{fact.resource_id}"
         reason = _unusable_reason(fact)
         unit = fact.unit_code or fact.unit_text
@@ -126,7 +126,7 @@ def _evaluate(
         original = unit != test.unit
         evidence = Evidence(
             where,
-            code=token,
+            code=coding.token,
             date=fact.effective,
             value=converted if fact.comparator is None else shown,
             unit=test.unit,
@@ -134,6 +134,7 @@ def _evaluate(
             original_unit=unit if original else None,
             uln=test.uln,
             uln_source=test.uln_source,
+            display=coding.display,
         )
         note = f"most recent {analyte.title} {shown} {test.unit} on {fact.effective}"
         if test.uln is not None:

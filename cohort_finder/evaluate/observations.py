@@ -21,7 +21,11 @@ def coded_observation(rule: CodedObservationRule, ctx: Context) -> Outcome:
             continue
         value = rule.value_valueset.first_match(fact.value_codings)
         if value is not None:
-            found.append(Evidence(f"Observation/{fact.resource_id}", code=value.token, date=fact.effective))
+            found.append(
+                Evidence(
+                    f"Observation/{fact.resource_id}", code=value.token, date=fact.effective, display=value.display
+                )
+            )
     label = f"{rule.code_valueset.title} = {rule.value_valueset.title}"
     if not found:
         return Outcome(Result.NOT_MET, (), (f"no {label} in the {rule.within_days} days before as-of",))
@@ -45,7 +49,9 @@ def most_recent_class(rule: MostRecentClassRule, ctx: Context) -> Outcome:
                         (
                             fact.effective or "",
                             rank,
-                            Evidence(f"Observation/{fact.resource_id}", coding.token, fact.effective),
+                            Evidence(
+                                f"Observation/{fact.resource_id}", coding.token, fact.effective, display=coding.display
+                            ),
                         )
                     )
         if "condition_code" in rule.sources:
@@ -53,7 +59,13 @@ def most_recent_class(rule: MostRecentClassRule, ctx: Context) -> Outcome:
                 coding = codes.first_match(fact.codings)
                 day = fact.onset or fact.recorded
                 if coding and not is_void(fact) and ctx.in_window(day, rule.lookback_days):
-                    seen.append((day or "", rank, Evidence(f"Condition/{fact.resource_id}", coding.token, day)))
+                    seen.append(
+                        (
+                            day or "",
+                            rank,
+                            Evidence(f"Condition/{fact.resource_id}", coding.token, day, display=coding.display),
+                        )
+                    )
     if not seen:
         titles = "/".join(codes.title for codes, _ in rule.classes)
         return Outcome(

@@ -21,7 +21,9 @@ def procedure(rule: ProcedureRule, ctx: Context) -> Outcome:
             continue
         # any day of the performed period inside [window start, as-of]
         if start <= ctx.as_of_text and end >= start_of_window:
-            found.append(Evidence(f"Procedure/{fact.resource_id}", code=coding.token, date=start))
+            found.append(
+                Evidence(f"Procedure/{fact.resource_id}", code=coding.token, date=start, display=coding.display)
+            )
     label = rule.valueset.title
     if not found:
         return Outcome(Result.NOT_MET, (), (f"no {label} in the {rule.within_days} days before as-of",))

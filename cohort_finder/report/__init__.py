@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
+from datetime import date
 from pathlib import Path
 
 from cohort_finder.model import RunResult, Status
-from cohort_finder.report import html_report
 from cohort_finder.report.atomic import commit, discard, stage, write_atomic
 from cohort_finder.report.csv_report import CsvRows, render_csv
-from cohort_finder.report.html_report import SECTIONS, page_html
+from cohort_finder.report.html_report import page_html
 from cohort_finder.report.json_report import json_chunks, render_json, summary
 from cohort_finder.report.rendered import PatientRenderer, RenderedPatient, incomplete_patients
 from cohort_finder.store.changes import Diff
@@ -53,8 +53,12 @@ def _ensure_dir(out_dir: Path) -> None:
 def write_reports(run: RunResult, out_dir: Path) -> list[Path]:
     """Write candidates.json, candidates.csv and report.html for a run holding its patients'
     results; return their paths in that order."""
-    renderer = PatientRenderer(run.criteria, incomplete_patients(run.errors))
+    renderer = PatientRenderer(run.criteria, incomplete_patients(run.errors), as_of=_as_of(run))
     return write_rendered(run, renderer.render(run.patients), out_dir)
+
+
+def _as_of(run: RunResult) -> date:
+    return date.fromisoformat(run.as_of)
 
 
 def write_rendered(
@@ -86,18 +90,21 @@ def write_rendered(
 def page(
     run: RunResult, counts: dict[str, int], patients: Sequence[RenderedPatient], since: Diff | None = None
 ) -> bytes:
-    """report.html from the patients' cards, or one line per excluded patient when there are
-    more than COMPACT_EXCLUDED of them."""
-    sections = []
-    for status, label in SECTIONS:
-        mine = [p for p in patients if p.status is status]
-        compact = status is Status.EXCLUDED and len(mine) > html_report.COMPACT_EXCLUDED
-        fragments = [(p.line if compact else p.card) or "" for p in mine]
-        sections.append((label, status.value, fragments, compact))
-    return page_html(run, counts, sections, since)
+    """report.html from the patients' rendered parts: candidates first, then possibles, in the
+    overview and the details; excluded patients one line each."""
+    open_ = [p for s in (Status.CANDIDATE, Status.POSSIBLE) for p in patients if p.status is s]
+    return page_html(
+        run,
+        counts,
+        [p.row or "" for p in open_],
+        [p.detail or "" for p in open_],
+        [p.line or "" for p in patients if p.status is Status.EXCLUDED],
+        [p.results for p in patients],
+        since,
+    )
 
 
 def render_html(run: RunResult) -> bytes:
     """report.html bytes for a run holding its patients' results."""
-    patients = PatientRenderer(run.criteria, incomplete_patients(run.errors)).render(run.patients)
+    patients = PatientRenderer(run.criteria, incomplete_patients(run.errors), as_of=_as_of(run)).render(run.patients)
     return page(run, summary((p.status for p in patients), len(run.errors)), patients)

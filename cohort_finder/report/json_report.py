@@ -28,7 +28,7 @@ from cohort_finder.store.decisions import Decision
 
 # Evidence fields that only mean something in some cases (a converted unit, a ULN rule, a
 # name match); emitted only when set so the common case stays short.
-_OPTIONAL_EVIDENCE = ("original_value", "original_unit", "uln", "uln_source", "matched_by")
+_OPTIONAL_EVIDENCE = ("original_value", "original_unit", "uln", "uln_source", "matched_by", "display")
 
 
 def summary(statuses: Iterable[Status], errors: int) -> dict[str, int]:

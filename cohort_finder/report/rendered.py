@@ -1,22 +1,28 @@
 """Each patient's part of every output, rendered on its own: a line of candidates.json, a row of
-candidates.csv, a card (or one line) of report.html.
+candidates.csv, and for report.html an overview row and a detail (candidates and possibles) or
+one line (excluded patients).
 
 Patients are rendered where they are evaluated, worker processes included (pipeline), and the
 three files are assembled from the parts in patient order; so rendering, like evaluation,
 parallelises by patient, and no worker has to send results back as objects. Outputs still
-never recompute clinical logic: they read PatientResult only.
+never recompute clinical logic: they read PatientResult only. The HTML of a candidate or
+possible is rendered from its candidates.json line (report/views.py), as the review app
+renders it from the same line in the run store, so the two show the same.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
+
+import orjson
 
 from cohort_finder.model import CriterionInfo, PatientResult, RunError, Status
-from cohort_finder.report import html_report
 from cohort_finder.report.csv_report import CsvRows
-from cohort_finder.report.html_report import SharedRows, card_html, line_html
+from cohort_finder.report.html_report import detail_html, line_html, row_html
 from cohort_finder.report.json_report import SharedResults, patient_json
+from cohort_finder.report.views import patient_view
 from cohort_finder.store.changes import RunState, change_of, encode_results
 from cohort_finder.store.decisions import Decision
 
@@ -27,17 +33,16 @@ class RenderedPatient:
     status: Status
     json: bytes
     csv: bytes
-    # The full card; None for an excluded patient rendered among more than COMPACT_EXCLUDED
-    # excluded ones (the report then lists every excluded patient on one line).
-    card: str | None
-    line: str | None  # the one-line form, for excluded patients
-    results: str = ""  # one letter per criterion (store/changes.py), for the run store
+    row: str | None  # the overview row (candidates and possibles)
+    detail: str | None  # the criteria and evidence (candidates and possibles)
+    line: str | None  # the one-line form (excluded patients)
+    results: str = ""  # one letter per criterion (store/changes.py), for the run store and funnel
     name: str | None = None  # for the worklist of candidates and possibles (never logged)
     identifier: str | None = None
 
 
 def incomplete_patients(errors: Sequence[RunError]) -> set[str]:
-    """Patients some error names: their cards say that some data could not be read (§4)."""
+    """Patients some error names: their details say that some data could not be read (§4)."""
     return {e.patient_id for e in errors if e.patient_id}
 
 
@@ -52,41 +57,53 @@ class PatientRenderer:
         incomplete: Collection[str],
         previous: RunState | None = None,
         decisions: Mapping[str, Decision] | None = None,
+        as_of: date | None = None,
     ) -> None:
-        self.texts = {c.id: c.text for c in criteria}
+        self.criteria = tuple(criteria)
         self.criteria_ids = tuple(c.id for c in criteria)
         self.incomplete = incomplete
         self.previous = previous
         self.decisions = decisions or {}
+        self.as_of = as_of or date.today()
         self.csv = CsvRows(criteria)
         self._json_shared: SharedResults = {}
-        self._rows_shared: SharedRows = {}
 
     def render(self, patients: Sequence[PatientResult]) -> list[RenderedPatient]:
-        # A batch with more excluded patients than the report shows as cards makes the whole
-        # run's report compact, so their cards are not rendered at all.
-        excluded = sum(1 for p in patients if p.status is Status.EXCLUDED)
-        cards_for_excluded = excluded <= html_report.COMPACT_EXCLUDED
         out = []
         for p in patients:
-            is_excluded = p.status is Status.EXCLUDED
             letters = encode_results([c.result for c in p.criteria])
             change = change_of(p.status.value, letters, self.criteria_ids, self.previous, p.id)
             review = self.decisions.get(p.id)
-            card = None
-            if cards_for_excluded or not is_excluded:
-                card = card_html(p, self.texts, self._rows_shared, p.id in self.incomplete, change, review)
+            line = patient_json(p, self._json_shared, change, review)
+            row = detail = excluded = None
+            if p.status is Status.EXCLUDED:
+                # excluded patients are one line each: the report stays readable (and small)
+                # at a hospital's size, and candidates.json keeps their evidence
+                changed = None
+                if change is not None:
+                    changed = {
+                        "since_run": change.since_run,
+                        "status_before": change.status_before,
+                        "criteria": change.criteria,
+                    }
+                excluded = line_html(p, changed, review.decision if review else None)
+            else:
+                view = patient_view(
+                    orjson.loads(line), self.criteria, self.as_of, p.name, p.identifier, p.id in self.incomplete
+                )
+                row, detail = row_html(view), detail_html(view)
             out.append(
                 RenderedPatient(
                     p.id,
                     p.status,
-                    patient_json(p, self._json_shared, change, review),
+                    line,
                     self.csv.row(p),
-                    card,
-                    line_html(p, change, review) if is_excluded else None,
+                    row,
+                    detail,
+                    excluded,
                     letters,
-                    None if is_excluded else p.name,
-                    None if is_excluded else p.identifier,
+                    None if p.status is Status.EXCLUDED else p.name,
+                    None if p.status is Status.EXCLUDED else p.identifier,
                 )
             )
         return out

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..criteria import Trial
+from ..model import CriterionInfo
 from .changes import PatientState, RunState
 from .db import transaction
 
@@ -65,6 +66,14 @@ class RunInfo:
     changes: dict[str, int | None]  # new, dropped, changed
     base_run: int | None
     notes: dict[str, Any]
+    keys: tuple[tuple[str, str], ...] = ()  # (criterion id, key value label): CriterionInfo.key
+    manual: frozenset[str] = frozenset()  # criteria with no computable rule
+
+    @property
+    def infos(self) -> tuple[CriterionInfo, ...]:
+        """The criteria as the reports take them."""
+        keys = dict(self.keys)
+        return tuple(CriterionInfo(c, k, t, c not in self.manual, keys.get(c)) for c, k, t in self.criteria)
 
     @property
     def criteria_ids(self) -> tuple[str, ...]:
@@ -93,6 +102,7 @@ class RunInfo:
 def _info(row: sqlite3.Row | tuple[Any, ...]) -> RunInfo:
     values = dict(zip(_COLUMNS.replace(" ", "").split(","), row, strict=True))
     counts = {k: values[k] for k in ("patients", "candidate", "possible", "excluded", "errors")}
+    criteria = json.loads(values["criteria"])
     changes = {k: values[k] for k in ("new", "dropped", "changed")}
     return RunInfo(
         run=values["run"],
@@ -100,7 +110,10 @@ def _info(row: sqlite3.Row | tuple[Any, ...]) -> RunInfo:
         trial_title=values["trial_title"],
         criteria_hash=values["criteria_hash"],
         mappings_hash=values["mappings_hash"],
-        criteria=tuple((c, k, t) for c, k, t in json.loads(values["criteria"])),
+        # [id, kind, text]; since the overview's key values, [id, kind, text, key or null, computable]
+        criteria=tuple((c[0], c[1], c[2]) for c in criteria),
+        keys=tuple((c[0], c[3]) for c in criteria if len(c) > 3 and c[3]),
+        manual=frozenset(c[0] for c in criteria if len(c) > 4 and not c[4]),
         as_of=values["as_of"],
         source=values["source"],
         engine=values["engine"],
@@ -117,7 +130,7 @@ def _info(row: sqlite3.Row | tuple[Any, ...]) -> RunInfo:
 
 
 def begin(con: sqlite3.Connection, trial: Trial, as_of: str, source: str, engine: str, hashes: tuple[str, str]) -> int:
-    criteria = json.dumps([[c.id, c.kind, c.text] for c in trial.criteria])
+    criteria = json.dumps([[c.id, c.kind, c.text, c.key, c.computable] for c in trial.infos])
     with transaction(con):
         cursor = con.execute(
             "INSERT INTO runs (trial_id, trial_title, criteria_hash, mappings_hash, criteria, as_of, source, engine, "

@@ -252,34 +252,47 @@ def test_csv_guards_formula_injection(run: RunResult) -> None:
 # --- report.html -----------------------------------------------------------------------
 
 
+def _scripts(html: str) -> list[str]:
+    return re.findall(r"<script\b[^>]*>(.*?)</script>", html, re.IGNORECASE | re.DOTALL)
+
+
 def test_html_escapes_record_data(run: RunResult) -> None:
     html = render_html(run).decode("utf-8")
     assert XSS not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert "<script" not in html.lower()
+    # the one script is the package's own overview.js, nothing from the record
+    own = (Path(report.__file__).parent / "templates" / "overview.js").read_text(encoding="utf-8")
+    assert [s.strip() for s in _scripts(html)] == [own.strip()]
 
 
 def test_html_is_self_contained(run: RunResult) -> None:
     html = render_html(run).decode("utf-8")
     # Code systems (http://loinc.org|...) appear as text; nothing may be fetched or linked.
     assert not re.search(r"""(src|href|action)\s*=\s*["']?\s*(https?:)?//""", html, re.IGNORECASE)
-    assert not re.search(r"<(link|script|iframe|img|object|embed)\b", html, re.IGNORECASE)
+    assert not re.search(r"<(link|iframe|img|object|embed)\b", html, re.IGNORECASE)
+    assert not re.search(r"<script\b[^>]*\bsrc", html, re.IGNORECASE)
     assert "@import" not in html and "url(" not in html
+    for script in _scripts(html):
+        assert "fetch(" not in script and "XMLHttpRequest" not in script and "innerHTML" not in script
 
 
 def test_html_section_order(run: RunResult) -> None:
     html = render_html(run).decode("utf-8")
     marks = [
         'id="summary"',
-        'id="candidate"',
-        'id="possible"',
+        'id="overview"',
+        'id="details"',
+        'id="funnel"',
+        'id="criteria"',
         'id="excluded"',
         'id="errors"',
     ]
     positions = [html.index(m) for m in marks]
     assert positions == sorted(positions)
-    assert html.index("Candidates (1)") < html.index("Possible (1)") < html.index("Excluded (2)")
-    # excluded patients in id order as given
+    assert "Candidates and possible patients (2)" in html and "Excluded (2)" in html
+    # the candidate before the possible patient, excluded patients in id order as given
+    overview = html[html.index('id="overview"') : html.index('id="details"')]
+    assert overview.index('data-id="a1"') < overview.index('data-id="b2"')
     assert html.index(">c3<") < html.index(">=cmd<")
 
 
@@ -288,23 +301,36 @@ def test_html_header_and_summary(run: RunResult) -> None:
     assert "NCT07183761" in html and "Umbilical Cord MSC Therapy" in html
     assert "2026-11-25" in html and "fixtures/fhir_bundles" in html
     assert "2026-11-25T02:00:03Z" in html
-    summary = html[html.index('id="summary"') : html.index('id="candidate"')]
+    summary = html[html.index('id="summary"') : html.index('id="overview"')]
     assert re.search(r'class="n">4</span>patients', summary)
     assert re.search(r'class="n">2</span>excluded', summary)
     assert "Ann Example" in html  # the name belongs in the investigator's report
 
 
+def test_html_protocol_text_once_in_the_criteria_section(run: RunResult) -> None:
+    html = render_html(run).decode("utf-8")
+    # a criterion's protocol text appears in the criteria table, and in a patient's detail only
+    # as that patient's checklist item (manual criteria)
+    assert html.count("HbA1c &gt; 12 %") == 1
+    criteria = html[html.index('id="criteria"') : html.index('id="excluded"')]
+    assert "HbA1c &gt; 12 %" in criteria and "ALT &gt; 3 x ULN" in criteria
+
+
 def test_html_manual_checklist(run: RunResult) -> None:
     html = render_html(run).decode("utf-8")
-    assert html.count("Reviewer checklist") == len(run.patients)
-    assert "☐" in html and "MNSI score &gt;= 3 (questionnaire)" in html
+    details = html[html.index('id="details"') : html.index('id="funnel"')]
+    # the two candidates/possibles each carry the manual criterion as a checklist item
+    assert details.count("To check by hand (1)") == 2
+    assert "☐" in details and "MNSI score &gt;= 3 (questionnaire)" in details
 
 
-def test_html_evidence_details(run: RunResult) -> None:
+def test_html_evidence_in_words(run: RunResult) -> None:
     html = render_html(run).decode("utf-8")
-    assert "ULN 40 (default ULN)" in html
+    assert "ULN 40 U/L (default ULN)" in html
     assert "converted from 65 mmol/mol" in html
-    assert "8.1 %" in html and "Observation/hb1" in html
+    assert "<strong>8.1 %</strong> · 2026-09-02 (3 months before as-of)" in html
+    # the code URI is secondary detail, in words (here the record gave no display name)
+    assert '<span class="what">LOINC 4548-4</span>' in html and "http://loinc.org|4548-4" not in html
     run2 = replace(
         run,
         patients=(
@@ -316,7 +342,7 @@ def test_html_evidence_details(run: RunResult) -> None:
                         "inclusion",
                         Result.MET,
                         (
-                            Evidence("Observation/r", uln=35.0, uln_source="referenceRange"),
+                            Evidence("Observation/r", uln=35.0, uln_source="referenceRange", unit="U/L"),
                             Evidence("MedicationStatement/m", matched_by="name"),
                         ),
                     ),
@@ -325,13 +351,71 @@ def test_html_evidence_details(run: RunResult) -> None:
         ),
     )
     html2 = render_html(run2).decode("utf-8")
-    assert "ULN 35 (reference range)" in html2 and "matched by name" in html2
+    assert "ULN 35 U/L (lab&#39;s reference range)" in html2 and "matched by name" in html2
+
+
+def test_html_groups_a_possible_patients_criteria_by_effect(run: RunResult) -> None:
+    html = render_html(run).decode("utf-8")
+    start = html.index('id="patient-b2"')
+    detail = html[start : html.index("</details>", start)]
+    assert "unknown: age_18_80" in detail
+    groups = [m for m in ("Unknown (1)", "To check by hand (1)", "Supports (3)") if m in detail]
+    assert groups == ["Unknown (1)", "To check by hand (1)", "Supports (3)"]
+    assert [detail.index(g) for g in groups] == sorted(detail.index(g) for g in groups)
+    assert "Rules out" not in detail
+
+
+def test_html_overview_rows_carry_what_the_filters_read(run: RunResult) -> None:
+    html = render_html(run).decode("utf-8")
+    row = re.search(r'<tr data-id="b2"[^>]*>', html)
+    assert row is not None
+    attrs = dict(re.findall(r'data-(\w+)="([^"]*)"', row.group(0)))
+    assert attrs["status"] == "possible" and attrs["decision"] == "" and attrs["change"] == ""
+    # one letter per criterion in the run's order: alive met, age unknown, 2 exclusions not met, manual
+    assert attrs["results"] == "munnx"
+    assert attrs["search"] == "b2 &lt;script&gt;alert(1)&lt;/script&gt;".lower() + " "
+
+
+def test_html_excluded_patients_are_one_line_each(run: RunResult) -> None:
+    html = render_html(run).decode()
+    excluded = html[html.index('id="excluded"') : html.index('id="errors"')]
+    assert excluded.count("<li>") == 2
+    assert "excluded by: alive, age_18_80" in excluded and "excluded by: hba1c_over_12" in excluded
+    assert '<details class="patient"' not in excluded
+    assert html.count('<details class="patient"') == 2  # the candidate and the possible patient
+
+
+def test_html_funnel_counts_in_protocol_order(run: RunResult) -> None:
+    html = render_html(run).decode()
+    funnel = html[html.index('id="funnel"') : html.index('id="criteria"')]
+    assert "<svg" in funnel
+    rows = re.findall(
+        r'<tr><td class="mono">(\w+)</td><td>\w+</td><td class="num">(\d+)</td><td class="num">(\d+)</td>'
+        r'<td class="num">(\d+)</td><td class="num">(\d+)</td></tr>',
+        funnel,
+    )
+    # c3: alive and age rule out (alive first); =cmd: hba1c rules out; b2: age unknown
+    assert rows == [
+        ("alive", "1", "0", "1", "3"),
+        ("age_18_80", "1", "1", "0", "3"),
+        ("hba1c_over_12", "1", "0", "1", "2"),
+        ("alt_over_3uln", "0", "0", "0", "2"),
+        ("mnsi_score", "0", "0", "0", "2"),
+    ]
 
 
 def test_html_errors_section(run: RunResult) -> None:
     html = render_html(run).decode("utf-8")
     errors = html[html.index('id="errors"') :]
     assert "bad.ndjson:17" in errors and "line 17 is not valid JSON" in errors
+
+
+def test_html_key_values_in_the_overview() -> None:
+    keyed = tuple(replace(c, key="HbA1c") if c.id == "hba1c_over_12" else c for c in CRITERIA)
+    html = render_html(replace(make_run(), criteria=keyed)).decode()
+    overview = html[html.index('id="overview"') : html.index('id="details"')]
+    assert '<th data-sort="num" class="num">HbA1c</th>' in overview
+    assert overview.count('8.1 %<span class="date">2026-09-02</span>') == 2
 
 
 # --- writing ---------------------------------------------------------------------------
@@ -389,19 +473,6 @@ def test_render_failure_does_not_clobber_outputs(
     with pytest.raises(RuntimeError, match="template bug"):
         write_reports(changed, tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
-
-
-def test_many_excluded_patients_get_one_line_each(monkeypatch: pytest.MonkeyPatch, run: RunResult) -> None:
-    from cohort_finder.report import html_report
-
-    monkeypatch.setattr(html_report, "COMPACT_EXCLUDED", 0)
-    html = render_html(run).decode()
-    excluded = [p for p in run.patients if p.status is Status.EXCLUDED]
-    assert excluded
-    assert html.count('class="patient compact"') == len(excluded)
-    assert "candidates.json and candidates.csv hold every result" in html
-    # candidates and possibles keep their full cards
-    assert html.count('<details class="patient"') == len(run.patients) - len(excluded)
 
 
 def test_a_patient_whose_data_could_not_be_read_is_marked(run: RunResult) -> None:

@@ -112,3 +112,24 @@ def test_the_criteria_and_mappings_files_are_fingerprinted(tmp_path: Path, chang
 def test_state_of_a_run_equals_the_patients_it_was_given() -> None:
     state = RunState(3, "2026-01-01", ("a", "b"), {"p": PatientState("possible", "mu")})
     assert state.patients["p"].by_criterion(state.criteria) == {"a": "met", "b": "unknown"}
+
+
+def test_a_run_keeps_its_criteria_key_values_and_manual_ones(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "h.sqlite")
+    run = _complete(store, TRIAL, "2026-06-30", {})
+    info = runs.get(store.con, run)
+    assert info is not None
+    assert info.infos == TRIAL.infos  # ids, kinds, texts, computable, key value labels
+    assert ("hba1c_over_12", "HbA1c") in info.keys and "informed_consent" in info.manual
+
+
+def test_a_run_stored_before_key_values_reads_as_before(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "h.sqlite")
+    run = _complete(store, TRIAL, "2026-06-30", {})
+    store.con.execute(  # the criteria as the first release wrote them: [id, kind, text]
+        "UPDATE runs SET criteria = ? WHERE run = ?",
+        ('[["alive", "inclusion", "Alive"], ["age_18_80", "inclusion", "Aged 18-80"]]', run),
+    )
+    info = runs.get(store.con, run)
+    assert info is not None and info.criteria_ids == ("alive", "age_18_80")
+    assert info.keys == () and all(c.computable for c in info.infos)

@@ -97,7 +97,7 @@ def main() -> None:
         _, baseline = measure(plain.as_uri(), args.chromium, args.runs)
     summary = done.stderr.strip().splitlines()
     counts = next((line for line in summary if "patients" in line and "candidate" in line), "")
-    print(f"patients={args.patients} ({counts.split('] ')[-1] if counts else 'see log'})")
+    print(f"patients={args.patients} ({counts.split(': ', 1)[-1] if counts else 'see the log'})")
     print(f"report_html_mb={size / 1e6:.1f} (budget 25)")
     print(f"candidates_json_mb={json_size / 1e6:.1f}")
     print(f"load_s={load:.2f}")

@@ -120,6 +120,13 @@ mappings_option = click.option(
     help="For a server: Bulk Data $export or REST search [default: $export when the server offers it].",
 )
 @click.option("--group", default=None, help="Bulk: export Group/ID/$export instead of Patient/$export.")
+@click.option(
+    "--max-retry-after",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds: the longest a server's Retry-After is waited for; longer asks wait this long "
+    "[default: 300, or max_retry_after in --config].",
+)
 @click.option("--since", default=None, help="Bulk: only resources changed since this instant (_since).")
 @click.option(
     "--cache",
@@ -169,6 +176,7 @@ def run(
     config: Path | None,
     bulk: bool | None,
     group: str | None,
+    max_retry_after: float | None,
     since: str | None,
     cache_dir: Path | None,
     refresh: bool,
@@ -193,6 +201,8 @@ def run(
         server = None
         if is_server(source):
             settings = load_settings(config)
+            if max_retry_after is not None:
+                settings.http.max_retry_after = max_retry_after
             server = ServerOptions(
                 settings,
                 bulk,

@@ -22,8 +22,14 @@ from typing import Any
 from .model import Coding, Fact, PatientFact
 from .primitives import is_date, is_date_time
 
-CLINICAL_TYPES = frozenset({"Condition", "Observation", "MedicationStatement", "MedicationRequest", "Procedure"})
-MEDICATION_TYPES = ("MedicationStatement", "MedicationRequest")  # the clinical types that name a medication
+CLINICAL_TYPES = frozenset(
+    {"Condition", "Observation", "MedicationStatement", "MedicationRequest", "MedicationDispense", "Procedure"}
+)
+# the clinical types that name a medication (contract §3, revised 2026-11-29: EHRs such as Epic
+# and Oracle Health serve no MedicationStatement; orders and dispenses are what they hold)
+MEDICATION_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationDispense")
+# an order in one of these states with no end is a medication the patient is on (to as-of)
+ONGOING_ORDER_STATUSES = frozenset({"active", "on-hold"})
 _SUPPLY_DAYS = {"d": 1, "day": 1, "days": 1, "wk": 7, "mo": 30, "a": 365}
 MAX_SUPPLY_DAYS = 3_652_500  # 10,000 years: any longer supply runs past every possible as-of
 CODE_SPACE = " "  # trimmed from a coding's system and code (fixed-width exports pad codes), by Python and SQL alike
@@ -370,21 +376,81 @@ def _medication_use(resource: dict[str, Any], rtype: str, values: _Values) -> di
             day = values.day(resource.get("effectiveDateTime"), "effectiveDateTime")
             out.update(period_start=day, period_end=day)
         return out
+    if rtype == "MedicationDispense":
+        return out | _dispensed(resource, values)
     out["intent"] = values.text(resource.get("intent"), "intent")
     dispense = values.obj(resource, "dispenseRequest")
     validity = dispense.get("validityPeriod")
     authored = values.day(resource.get("authoredOn"), "authoredOn")
+    bounds = _bounds_period(resource, values)
     if isinstance(validity, dict) and validity.get("start") not in (None, ""):
         out.update(
             period_start=values.day(validity.get("start"), "dispenseRequest.validityPeriod.start"),
             period_end=values.day(validity.get("end"), "dispenseRequest.validityPeriod.end"),
+        )
+    elif bounds is not None:
+        out.update(
+            period_start=values.day(bounds.get("start"), "dosageInstruction.timing.repeat.boundsPeriod.start"),
+            period_end=values.day(bounds.get("end"), "dosageInstruction.timing.repeat.boundsPeriod.end"),
         )
     elif authored:
         out.update(period_start=authored, period_end=authored)
         days = _supply_days(dispense, values)
         if days is not None and days >= 1:
             out.update(supply_days=days, period_end=None)
+        elif resource.get("status") in ONGOING_ORDER_STATUSES:
+            out["period_end"] = None  # an active order with no end runs to as-of
     return out
+
+
+def _bounds_period(resource: dict[str, Any], values: _Values) -> dict[str, Any] | None:
+    """The first dosageInstruction[].timing.repeat.boundsPeriod that has a start."""
+    instructions = resource.get("dosageInstruction")
+    if instructions is None:
+        return None
+    if not isinstance(instructions, list):
+        values.wrong("dosageInstruction", instructions, "a list")
+        return None
+    for instruction in instructions:
+        timing = instruction.get("timing") if isinstance(instruction, dict) else None
+        repeat = timing.get("repeat") if isinstance(timing, dict) else None
+        bounds = repeat.get("boundsPeriod") if isinstance(repeat, dict) else None
+        if isinstance(bounds, dict) and bounds.get("start") not in (None, ""):
+            return bounds
+    return None
+
+
+def _dispensed(resource: dict[str, Any], values: _Values) -> dict[str, Any]:
+    """A MedicationDispense: whenHandedOver (else whenPrepared) for daysSupply days, one day
+    when it gives none."""
+    handed = values.day(resource.get("whenHandedOver"), "whenHandedOver")
+    if handed is None:
+        handed = values.day(resource.get("whenPrepared"), "whenPrepared")
+    if handed is None:
+        return {}
+    supply = resource.get("daysSupply")
+    if supply is None:
+        return {"period_start": handed, "period_end": handed}
+    days = _quantity_days(supply, "daysSupply", values)
+    if days is None or days < 1:
+        return {"period_start": handed, "period_end": handed}
+    return {"period_start": handed, "period_end": None, "supply_days": math.ceil(min(days, MAX_SUPPLY_DAYS))}
+
+
+def _quantity_days(quantity: Any, where: str, values: _Values) -> float | None:
+    """A duration (a Quantity in d, wk, mo or a) in days; None, noted, when it is not one."""
+    if not isinstance(quantity, dict):
+        values.wrong(where, quantity, "an object")
+        return None
+    if quantity.get("value") is None:
+        return None
+    unit = quantity.get("code") or quantity.get("unit")
+    per = _SUPPLY_DAYS.get(unit) if isinstance(unit, str) else None
+    if per is None:
+        values.problems.append(f"is not usable ({where} unit {_quoted(unit)} is not d, wk, mo or a)")
+        return None
+    value = values.number(quantity.get("value"), f"{where}.value")
+    return None if value is None else value * per
 
 
 def _supply_days(dispense: dict[str, Any], values: _Values) -> int | None:

@@ -6,6 +6,7 @@ lower case, so one name means one thing everywhere:
     [server]                      # COHORT_FINDER_TIMEOUT, COHORT_FINDER_RETRIES, ...
     timeout = 120
     retries = 5
+    max_retry_after = 300         # seconds: a longer Retry-After waits this long
     page_size = 1000
     ca_bundle = "/etc/ssl/hospital-ca.pem"
 
@@ -33,7 +34,7 @@ from .sources.http import HttpSettings
 
 PREFIX = "COHORT_FINDER_"
 _SECTIONS = {
-    "server": {"timeout", "connect_timeout", "retries", "page_size", "ca_bundle"},
+    "server": {"timeout", "connect_timeout", "retries", "page_size", "ca_bundle", "max_retry_after"},
     "auth": {
         "smart_client_id",
         "smart_key_file",
@@ -41,6 +42,7 @@ _SECTIONS = {
         "smart_kid",
         "smart_scope",
         "smart_token_url",
+        "smart_client_secret_file",
         "token_file",
     },
 }
@@ -83,5 +85,6 @@ def load_settings(config: Path | None, environ: Mapping[str, str] = os.environ) 
         read_timeout=number("TIMEOUT", 120.0),
         retries=int(number("RETRIES", 5)),
         verify=merged.get(PREFIX + "CA_BUNDLE") or True,
+        max_retry_after=number("MAX_RETRY_AFTER", 300.0),
     )
     return ServerSettings(http, int(number("PAGE_SIZE", 1000)), merged)

@@ -11,7 +11,8 @@ from typing import Any
 
 from .criteria import Trial
 from .errors import UsageError
-from .search_plan import plan
+from .facts import MEDICATION_TYPES
+from .search_plan import Search, plan
 from .settings import ServerSettings
 from .sources.auth import auth_from_environment
 from .sources.base import Source
@@ -38,19 +39,46 @@ def is_server(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
 
-def offers_export(http: FhirHttp) -> bool:
+@dataclass(frozen=True, slots=True)
+class Capability:
+    """What a server's CapabilityStatement says it offers (contract §3: a resource type it does
+    not offer is absent data, not an error)."""
+
+    types: frozenset[str] | None  # None: the statement could not be read, or lists no resources
+    export: bool
+
+    def offers(self, resource_type: str) -> bool:
+        return self.types is None or resource_type in self.types
+
+
+def read_capability(http: FhirHttp) -> Capability:
     try:
         statement = http.get_json(http.url("metadata"))
     except FetchError as exc:
         log.warning("could not read the CapabilityStatement (%s): using REST search", exc)
-        return False
+        return Capability(None, False)
+    types: set[str] = set()
+    export = False
     for rest in _objects(statement.get("rest")):
         operations = _objects(rest.get("operation"))
         for resource in _objects(rest.get("resource")):
             operations += _objects(resource.get("operation"))
-        if any(op.get("name") == "export" for op in operations):
-            return True
-    return False
+            if isinstance(resource.get("type"), str):
+                types.add(resource["type"])
+        export = export or any(op.get("name") == "export" for op in operations)
+    return Capability(frozenset(types) or None, export)
+
+
+def offers_export(http: FhirHttp) -> bool:
+    return read_capability(http).export
+
+
+def _offered(searches: list[Search], capability: Capability) -> list[Search]:
+    """The searches of the types the server offers; the others are named in the log."""
+    absent = sorted({s.resource_type for s in searches if not capability.offers(s.resource_type)})
+    if absent:
+        log.info("the server offers no %s: read as absent data (contract §3)", ", ".join(absent))
+    return [s for s in searches if capability.offers(s.resource_type)]
 
 
 def _objects(value: Any) -> list[dict[str, Any]]:
@@ -66,11 +94,23 @@ def open_source(
     if options is None:
         raise UsageError("a server source needs server settings")
     http = FhirHttp(source, settings=options.settings.http)
-    http.auth = auth_from_environment(http.session, http.base, options.settings.environ)
     searches = plan(trial, as_of, options.settings.page_size)
-    bulk = options.bulk if options.bulk is not None else offers_export(http)
+    types = {"Patient", *(s.resource_type for s in searches)}
+    if any(s.resource_type in MEDICATION_TYPES for s in searches):
+        types.add("Medication")
+    http.auth = auth_from_environment(http.session, http.base, options.settings.environ, types)
+    if options.bulk is None:
+        # (with --rest or --bulk the statement is not read yet: issue 11 plans every request
+        # from it)
+        capability = read_capability(http)
+        searches, bulk = _offered(searches, capability), capability.export
+    else:
+        bulk = options.bulk
     if not bulk:
         return RestSource(http, searches)
+    widen = getattr(http.auth, "widen", None)
+    if widen is not None:
+        widen()  # an export's status and file URLs belong to no one resource type
     level = f"Group/{options.group}" if options.group else "Patient"
     request = BulkRequest.from_searches(searches, level, options.since)
     return BulkSource(

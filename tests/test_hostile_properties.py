@@ -50,7 +50,7 @@ import build_nct07183761 as base
 TRIAL = load_trial(CRITERIA / "nct07183761.yaml")
 AS_OF = date(2026, 6, 30)
 ENGINES = ("python", "duckdb")
-EXAMPLES = int(os.environ.get("COHORT_FINDER_PROPERTY_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("COHORT_FINDER_PROPERTY_EXAMPLES", "25"))
 # No shrinking unless asked for: an example takes a run of two engines, so shrinking one
 # failure can take many minutes; the failing example is printed as it was generated.
 SHRINK = os.environ.get("COHORT_FINDER_PROPERTY_SHRINK") == "1"

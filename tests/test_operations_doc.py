@@ -44,7 +44,7 @@ def test_the_crontab_line_runs_the_nightly_job(tmp_path: Path) -> None:
     assert done.returncode == 0, (done.stdout, done.stderr, (tmp_path / "nightly.log").read_text())
     assert (tmp_path / "out" / "candidates.json").stat().st_mode & 0o077 == 0
     log = (tmp_path / "nightly.log").read_text().splitlines()
-    assert any('"message": "patients 204: candidate 89' in line for line in log)
+    assert any('"message": "patients 220: candidate 96' in line for line in log)
 
 
 def test_the_systemd_units_name_only_what_exists() -> None:

@@ -41,7 +41,8 @@ def test_history_lists_every_run_as_json_and_as_a_table(two_runs: Path) -> None:
         (1, "complete", "2026-06-29", 0),
         (2, "complete", "2026-06-30", 0),
     ]
-    assert listed[1]["patients"] == 204 and (listed[1]["new"], listed[1]["dropped"], listed[1]["changed"]) == (11, 5, 6)
+    assert listed[1]["patients"] == 220
+    assert (listed[1]["new"], listed[1]["dropped"], listed[1]["changed"]) == (11, 5, 13)
     assert len(listed[0]["criteria_sha256"]) == 64 and len(listed[0]["mappings_sha256"]) == 64
     table = cohort_finder("history", "--store", str(two_runs)).stdout
     assert table.splitlines()[0].split()[:4] == ["run", "trial", "state", "exit"]
@@ -62,7 +63,7 @@ def test_diff_prints_the_contracts_json_and_a_readable_text(two_runs: Path) -> N
     } in d["dropped"]
     assert [e["id"] for e in d["new"]] == sorted(e["id"] for e in d["new"])
     text = cohort_finder("diff", "--store", str(two_runs), "--from", "1", "--to", "2").stdout
-    assert text.startswith("NCT07183761: run 1 (2026-06-29) -> run 2 (2026-06-30): 11 new, 5 dropped, 6 changed")
+    assert text.startswith("NCT07183761: run 1 (2026-06-29) -> run 2 (2026-06-30): 11 new, 5 dropped, 13 changed")
 
 
 @pytest.mark.parametrize(
@@ -117,7 +118,7 @@ def test_the_worklist_round_trip_in_csv_and_xlsx(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         assert stat.S_IMODE((tmp_path / f"w.{suffix}").stat().st_mode) == 0o600
     rows = list(csv.DictReader((tmp_path / "w.csv").open()))
-    assert {r["status"] for r in rows} == {"candidate", "possible"} and len(rows) == 134
+    assert {r["status"] for r in rows} == {"candidate", "possible"} and len(rows) == 150  # 96 + 54
     first = rows[0]
     assert (
         first["decision"] == "" and first["note"] == "" and "hba1c_over_12 8.1 % on 2026-05-01" in first["key_values"]

@@ -64,6 +64,10 @@ COLUMNS: dict[str, str] = {
     "dispenseRequest": (
         f"STRUCT(validityPeriod {_PERIOD}, expectedSupplyDuration {_DURATION}, numberOfRepeatsAllowed INTEGER)"
     ),
+    "dosageInstruction": f'STRUCT(timing STRUCT("repeat" STRUCT(boundsPeriod {_PERIOD})))[]',
+    "whenHandedOver": "VARCHAR",
+    "whenPrepared": "VARCHAR",
+    "daysSupply": _DURATION,
     "contained": "JSON",
     "gender": "VARCHAR",
     "birthDate": "VARCHAR",
@@ -163,7 +167,8 @@ TYPE_COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "Procedure": (*_COMMON, "code", "performedDateTime", "performedPeriod"),
     "MedicationStatement": (*_MEDICATION_USE, "effectivePeriod", "effectiveDateTime"),
-    "MedicationRequest": (*_MEDICATION_USE, "intent", "authoredOn", "dispenseRequest"),
+    "MedicationRequest": (*_MEDICATION_USE, "intent", "authoredOn", "dispenseRequest", "dosageInstruction"),
+    "MedicationDispense": (*_MEDICATION_USE, "whenHandedOver", "whenPrepared", "daysSupply"),
     "Patient": (
         *("resourceType", "id", "meta", "gender", "birthDate", "deceasedBoolean", "deceasedDateTime", "name"),
         "identifier",

@@ -1,4 +1,5 @@
-"""Medication exposure: distinct days covered by MedicationStatement and MedicationRequest.
+"""Medication exposure: distinct days covered by MedicationStatement, MedicationRequest and
+MedicationDispense.
 
 Contract §3: each record gives a period of days up to as-of; overlaps count once, gaps are
 allowed. Medications match by code (ingredient, or product through the product table), and
@@ -10,12 +11,14 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from ..criteria import MedicationDaysRule
+from ..facts import MEDICATION_TYPES
 from ..model import Evidence, Fact, Outcome, Result
 from ..terminology import MedicationSet
 from .context import Context
 
-IGNORED_STATUSES = frozenset({"entered-in-error", "cancelled", "draft", "not-taken"})
+IGNORED_STATUSES = frozenset({"entered-in-error", "cancelled", "draft", "not-taken", "declined"})
 IGNORED_INTENTS = frozenset({"proposal", "plan"})
+DISPENSED = frozenset({None, "completed"})  # a dispense counts only once handed over
 
 
 def identify(
@@ -66,8 +69,10 @@ def medication_days(rule: MedicationDaysRule, ctx: Context) -> Outcome:
     assert meds is not None
     first = ctx.as_of - timedelta(days=rule.within_days) if rule.within_days is not None else date.min
     periods, evidence, undated = [], [], []
-    for fact in ctx.facts("MedicationStatement", "MedicationRequest"):
+    for fact in ctx.facts(*MEDICATION_TYPES):
         if fact.status in IGNORED_STATUSES or fact.intent in IGNORED_INTENTS:
+            continue
+        if fact.resource_type == "MedicationDispense" and fact.status not in DISPENSED:
             continue
         hit = identify(fact, meds, ctx.known_medication_codes)
         if hit is None:

@@ -282,7 +282,7 @@ class BulkSource:
                     raise FetchError(status_url, "bulk export manifest is not an object with an `output` list")
                 log.info("bulk export ready: %d files", len(manifest.get("output") or []))
                 return manifest
-            pause = min(_retry_after(response.headers.get("Retry-After"), delay), 300.0)
+            pause = min(_retry_after(response.headers.get("Retry-After"), delay), self.http.settings.max_retry_after)
             log.info(
                 "bulk export in progress (%s); next check in %.0f s",
                 response.headers.get("X-Progress", "no progress given"),

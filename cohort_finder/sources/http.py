@@ -59,6 +59,33 @@ class HttpSettings:
     backoff_jitter: float = 0.5
     verify: bool | str = True  # a CA bundle path for private PKI; never False by default
     extra_headers: dict[str, str] = field(default_factory=dict)
+    # the longest wait a Retry-After is obeyed for (Oracle Health says 600 s; a production
+    # client caps it, as smart-fetch does at 300 s): longer ones wait this long, and try again
+    max_retry_after: float = 300.0
+
+
+class CappedRetry(Retry):
+    """urllib3's Retry, with every Retry-After wait capped and logged (a nightly job must not
+    sleep for an hour because a server said so, and the log must say why it waited)."""
+
+    def __init__(self, *args: Any, max_retry_after: float = 300.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_retry_after = max_retry_after
+
+    def new(self, **kwargs: Any) -> CappedRetry:
+        fresh = super().new(**kwargs)
+        assert isinstance(fresh, CappedRetry)
+        fresh.max_retry_after = self.max_retry_after
+        return fresh
+
+    def get_retry_after(self, response: Any) -> float | None:
+        asked = super().get_retry_after(response)
+        if asked is None:
+            return None
+        waited = min(asked, self.max_retry_after)
+        capped = f", capped at {self.max_retry_after:g} s" if asked > self.max_retry_after else ""
+        log.info("HTTP %s: the server asks to retry after %g s%s; waiting %g s", response.status, asked, capped, waited)
+        return waited
 
 
 def operation_outcome_text(body: Any) -> str | None:
@@ -101,7 +128,8 @@ class FhirHttp:
         self.settings = settings or HttpSettings()
         self.session = session or requests.Session()
         s = self.settings
-        retry = Retry(
+        retry = CappedRetry(
+            max_retry_after=s.max_retry_after,
             total=s.retries,
             connect=s.retries,
             read=s.retries,

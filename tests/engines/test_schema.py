@@ -54,6 +54,10 @@ _FILLED: dict[str, Any] = {
         "expectedSupplyDuration": {"value": 30, "unit": "d", "code": "d"},
         "numberOfRepeatsAllowed": 2,
     },
+    "dosageInstruction": [{"timing": {"repeat": {"boundsPeriod": _PERIOD}}}],
+    "whenHandedOver": "2026-01-07",
+    "whenPrepared": "2026-01-06",
+    "daysSupply": {"value": 30, "unit": "days", "code": "d"},
     "contained": [{"resourceType": "Medication", "id": "c1", "code": _CONCEPT}],
     "gender": "female",
     "birthDate": "1960-01-01",
@@ -82,6 +86,10 @@ _DROPS = [
     ("medicationReference",),
     ("onsetDateTime", "abatementDateTime", "effectiveDateTime", "performedDateTime"),
     ("effectiveDateTime", "effectivePeriod"),
+    ("dispenseRequest",),  # an order's boundsPeriod
+    ("dispenseRequest", "dosageInstruction"),  # authoredOn alone (an active order: to as-of)
+    ("whenHandedOver",),  # a dispense's whenPrepared
+    ("daysSupply",),
 ]
 
 
@@ -107,6 +115,6 @@ def test_facts_read_the_same_from_the_projection(rtype: str, drop: tuple[str, ..
     else:
         assert patient_reference(projected) == patient_reference(full)
         assert clinical_fact(projected, rtype, "x1", "p1") == clinical_fact(full, rtype, "x1", "p1")
-    if rtype in ("MedicationStatement", "MedicationRequest"):
+    if rtype in ("MedicationStatement", "MedicationRequest", "MedicationDispense"):
         # the catalogue resolves a `#id` medicationReference against `contained`
         assert contained_medication(projected, "#c1") == contained_medication(full, "#c1")

@@ -28,3 +28,46 @@ def d(text: str) -> date:
 )
 def test_covered_days(periods: list[tuple[str, str]], days: int) -> None:
     assert covered_days([(d(a), d(b)) for a, b in periods]) == days
+
+
+# The periods facts.py gives orders and dispenses (contract §3, revised 2026-11-29), read the
+# way medication_days reads them; the fixtures cover each on both sides of 90 days.
+AS_OF = d("2026-06-30")
+
+
+def _span(resource: dict[str, object]) -> tuple[date, date] | None:
+    from cohort_finder.evaluate.medications import _period
+    from cohort_finder.facts import clinical_fact
+
+    fact = clinical_fact({"subject": {"reference": "Patient/p"}, **resource}, str(resource["resourceType"]), "x", "p")
+    return _period(fact, AS_OF)
+
+
+MR, MD = "MedicationRequest", "MedicationDispense"
+BOUNDS = [{"text": "no timing"}, {"timing": {"repeat": {"boundsPeriod": {"start": "2026-02-01"}}}}]
+
+
+@pytest.mark.parametrize(
+    ("resource", "span"),
+    [
+        ({"resourceType": MR, "status": "active", "authoredOn": "2026-04-02"}, ("2026-04-02", "2026-06-30")),
+        ({"resourceType": MR, "status": "on-hold", "authoredOn": "2026-04-02"}, ("2026-04-02", "2026-06-30")),
+        ({"resourceType": MR, "status": "stopped", "authoredOn": "2026-04-02"}, ("2026-04-02", "2026-04-02")),
+        (
+            {"resourceType": MR, "status": "completed", "authoredOn": "2026-01-01", "dosageInstruction": BOUNDS},
+            ("2026-02-01", "2026-06-30"),
+        ),
+        (
+            {"resourceType": MD, "whenHandedOver": "2026-06-01", "daysSupply": {"value": 2, "code": "wk"}},
+            ("2026-06-01", "2026-06-14"),
+        ),
+        ({"resourceType": MD, "whenHandedOver": "2026-06-01"}, ("2026-06-01", "2026-06-01")),
+        (
+            {"resourceType": MD, "whenPrepared": "2026-06-20", "daysSupply": {"value": 30, "unit": "days"}},
+            ("2026-06-20", "2026-06-30"),
+        ),
+        ({"resourceType": MD, "daysSupply": {"value": 30, "code": "d"}}, None),  # no date: no days
+    ],
+)
+def test_orders_and_dispenses_give_their_periods(resource: dict[str, object], span: tuple[str, str] | None) -> None:
+    assert _span(resource) == (None if span is None else (d(span[0]), d(span[1])))

@@ -1,19 +1,21 @@
 """Auth against a local SMART token endpoint that really checks the client assertion.
 
 The endpoint verifies what a real authorization server would (SMART App Launch v2, Backend
-Services): the signature with the client's registered public key, alg RS384/ES384, kid,
-aud == its own URL, iss == sub == client id, exp in the future and at most 5 minutes ahead,
-and a jti never seen before.
+Services): the signature with the client's registered public key, alg RS384/ES384/RS256/ES256,
+kid, aud == its own URL, iss == sub == client id, exp in the future and at most 5 minutes ahead,
+and a jti never seen before; or a client secret sent as HTTP Basic.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import jwt
 import pytest
@@ -28,6 +30,7 @@ from cohort_finder.sources.auth import (
     ASSERTION_TYPE,
     AuthError,
     BearerToken,
+    ClientSecretAuth,
     NoAuth,
     SmartBackendAuth,
     auth_from_environment,
@@ -35,10 +38,13 @@ from cohort_finder.sources.auth import (
 
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP384R1())
+P256 = ec.generate_private_key(ec.SECP256R1())
 CLIENTS: dict[str, tuple[Any, str]] = {
     "rsa-client": (RSA_KEY.public_key(), "rsa-kid"),
     "ec-client": (EC_KEY.public_key(), "ec-kid"),
+    "p256-client": (P256.public_key(), "p256-kid"),
 }
+SECRETS = {"secret-client": "s3cret:with/odd+chars"}
 
 
 class FakeClock:
@@ -64,10 +70,20 @@ class TokenServer:
         self.accepted: list[tuple[dict[str, Any], dict[str, Any]]] = []  # (header, claims)
         self.issued: list[str] = []
         self.seen_jti: set[str] = set()
+        self.fail_next: list[int] = []  # statuses to answer before working normally
         httpserver.expect_request("/auth/token", method="POST").respond_with_handler(self.handle)
         httpserver.expect_request("/fhir/.well-known/smart-configuration").respond_with_json(
             {"token_endpoint": self.url, "token_endpoint_auth_methods_supported": ["private_key_jwt"]}
         )
+
+    def basic(self, request: Request, form: dict[str, str]) -> Response:
+        raw = base64.b64decode(request.headers["Authorization"][6:]).decode()
+        client, _, secret = (unquote(part) for part in raw.partition(":"))
+        if form.get("grant_type") != "client_credentials" or SECRETS.get(client) != secret:
+            return self.refuse("bad client secret")
+        token = f"access-{secrets.token_urlsafe(16)}"
+        self.issued.append(token)
+        return Response(json.dumps({"access_token": token, "token_type": "bearer"}), content_type="application/json")
 
     def discovery_requests(self) -> int:
         return sum(request.path.endswith("smart-configuration") for request, _ in self.httpserver.log)
@@ -79,6 +95,10 @@ class TokenServer:
     def handle(self, request: Request) -> Response:
         form = dict(request.form)
         self.forms.append(form)
+        if self.fail_next:
+            return self.refuse("try again", self.fail_next.pop(0))
+        if request.headers.get("Authorization", "").startswith("Basic "):
+            return self.basic(request, form)
         if self.override is not None:
             status, canned = self.override
             return Response(json.dumps(canned), status=status, content_type="application/json")
@@ -92,7 +112,7 @@ class TokenServer:
             unverified = jwt.decode(assertion, options={"verify_signature": False})
         except jwt.PyJWTError:
             return self.refuse("malformed assertion", 400)
-        if header.get("alg") not in ("RS384", "ES384") or header.get("typ") != "JWT":
+        if header.get("alg") not in ("RS384", "ES384", "RS256", "ES256") or header.get("typ") != "JWT":
             return self.refuse(f"alg {header.get('alg')} typ {header.get('typ')} refused")
         if unverified.get("iss") not in CLIENTS:
             return self.refuse("unknown client")
@@ -250,7 +270,7 @@ def test_token_is_refreshed_within_60_s_of_expiry(server: TokenServer, tmp_path:
     assert len(server.forms) == 2
     assert second == {"Authorization": f"Bearer {server.issued[1]}"} != first
     assert server.accepted[0][1]["jti"] != server.accepted[1][1]["jti"]
-    assert server.accepted[1][1]["exp"] == int(clock.t) + 300
+    assert server.accepted[1][1]["exp"] == int(clock.t) + 240  # 4 minutes: inside the 5 SMART allows
 
 
 def test_expires_in_defaults_to_300_s(server: TokenServer, tmp_path: Path) -> None:
@@ -363,8 +383,13 @@ def test_auth_from_environment_picks_the_mode(server: TokenServer, tmp_path: Pat
     assert server.accepted[0][0]["kid"] == "ec-kid"
     assert server.discovery_requests() == 0
 
-    with pytest.raises(AuthError, match="needs both"):
+    with pytest.raises(AuthError, match=r"SMART_KEY_FILE .* or COHORT_FINDER_SMART_CLIENT_SECRET_FILE"):
         auth_from_environment(session, server.fhir_base, environ={"COHORT_FINDER_SMART_CLIENT_ID": "ec-client"})
+    with pytest.raises(AuthError, match="needs COHORT_FINDER_SMART_CLIENT_ID"):
+        auth_from_environment(session, server.fhir_base, environ={"COHORT_FINDER_SMART_KEY_FILE": str(key_file)})
+    both = {**smart_env, "COHORT_FINDER_SMART_CLIENT_SECRET": "s3cret-value"}
+    with pytest.raises(AuthError, match="not both"):
+        auth_from_environment(session, server.fhir_base, environ=both)
 
 
 def _ed25519_jwk() -> dict[str, Any]:
@@ -379,21 +404,24 @@ def _public_pem(path: Path) -> None:
     path.write_bytes(public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
-P256 = ec.generate_private_key(ec.SECP256R1())
-
-
 @pytest.mark.parametrize(
     ("make_key_file", "alg", "message"),
     [
         pytest.param(lambda p: write_pem(p, P256), "ES384", "P-384", id="p256-es384"),
-        pytest.param(lambda p: write_pem(p, P256), None, "P-384", id="p256"),
+        pytest.param(lambda p: write_pem(p, P256), "RS256", "ES key and cannot sign RS256", id="p256-rs256"),
         pytest.param(
             lambda p: write_pem(p, ed25519.Ed25519PrivateKey.generate()), None, "Ed25519.* not supported", id="ed-pem"
         ),
         pytest.param(lambda p: write_json(p, _ed25519_jwk()), None, "not supported", id="ed-jwk"),
         pytest.param(lambda p: write_pem(p, RSA_KEY), "ES384", "RS key and cannot sign ES384", id="rsa-es384"),
         pytest.param(lambda p: write_pem(p, EC_KEY), "RS384", "ES key and cannot sign RS384", id="ec-rs384"),
-        pytest.param(lambda p: write_pem(p, RSA_KEY), "RS256", "RS256' is not supported", id="rs256"),
+        pytest.param(lambda p: write_pem(p, RSA_KEY), "PS256", "PS256' is not supported", id="ps256"),
+        pytest.param(
+            lambda p: write_pem(p, ec.generate_private_key(ec.SECP521R1())),
+            None,
+            "secp521r1 is not supported",
+            id="p521",
+        ),
         pytest.param(
             lambda p: write_pem(p, rsa.generate_private_key(public_exponent=65537, key_size=1024)),
             None,
@@ -439,3 +467,69 @@ def test_failed_discovery_says_how_to_give_the_token_endpoint(httpserver: HTTPSe
     )
     with pytest.raises(AuthError, match="HTTP 404; set COHORT_FINDER_SMART_TOKEN_URL"):
         auth.headers()
+
+
+def test_rs256_when_asked_and_p256_keys_sign_es256(server: TokenServer, tmp_path: Path) -> None:
+    auth = smart(server, write_pem(tmp_path / "k.pem", RSA_KEY), kid="rsa-kid", alg="RS256")
+    auth.headers()
+    p256 = smart(server, write_pem(tmp_path / "p.pem", P256), "p256-client", kid="p256-kid")
+    p256.headers()
+    assert [h["alg"] for h, _ in server.accepted] == ["RS256", "ES256"]
+
+
+def test_a_token_endpoint_that_fails_is_asked_again_with_a_fresh_jti(server: TokenServer, tmp_path: Path) -> None:
+    server.fail_next = [503, 502]
+    waits: list[float] = []
+    auth = smart(server, write_pem(tmp_path / "k.pem", RSA_KEY), kid="rsa-kid", sleep=waits.append)
+    assert auth.headers() == {"Authorization": f"Bearer {server.issued[0]}"}
+    assert len(server.forms) == 3 and len(waits) == 2
+    jtis = {jwt.decode(f["client_assertion"], options={"verify_signature": False})["jti"] for f in server.forms}
+    assert len(jtis) == 3  # never the same assertion twice
+
+
+def test_a_token_endpoint_that_keeps_failing_is_an_auth_error(server: TokenServer, tmp_path: Path) -> None:
+    server.fail_next = [503, 503, 503]
+    auth = smart(server, write_pem(tmp_path / "k.pem", RSA_KEY), kid="rsa-kid", sleep=lambda s: None)
+    with pytest.raises(AuthError, match="HTTP 503"):
+        auth.headers()
+
+
+def test_client_secret_is_sent_as_basic(server: TokenServer, tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRETS["secret-client"] + "\n")
+    env = {
+        "COHORT_FINDER_SMART_CLIENT_ID": "secret-client",
+        "COHORT_FINDER_SMART_CLIENT_SECRET_FILE": str(secret_file),
+        "COHORT_FINDER_SMART_TOKEN_URL": server.url,
+    }
+    auth = auth_from_environment(requests.Session(), server.fhir_base, environ=env, types=["Patient", "Condition"])
+    assert isinstance(auth, ClientSecretAuth)
+    assert auth.headers() == {"Authorization": f"Bearer {server.issued[0]}"}
+    assert server.forms[0]["scope"] == "system/Condition.read system/Patient.read"  # v1: nothing said v2
+    assert "client_secret" not in server.forms[0] and SECRETS["secret-client"] not in repr(auth)
+    wrong = ClientSecretAuth(requests.Session(), server.fhir_base, "secret-client", "nope", token_endpoint=server.url)
+    with pytest.raises(AuthError, match="bad client secret") as caught:
+        wrong.headers()
+    assert "nope" not in str(caught.value)
+
+
+def test_scopes_per_type_v2_when_the_server_says_so_and_wide_for_bulk(httpserver: HTTPServer, tmp_path: Path) -> None:
+    server = TokenServer(httpserver)
+    httpserver.clear_all_handlers()
+    httpserver.expect_request("/auth/token", method="POST").respond_with_handler(server.handle)
+    httpserver.expect_request("/fhir/.well-known/smart-configuration").respond_with_json(
+        {"token_endpoint": server.url, "capabilities": ["client-confidential-asymmetric", "permission-v2"]}
+    )
+    auth = smart(server, write_pem(tmp_path / "k.pem", RSA_KEY), kid="rsa-kid", token_endpoint=None,
+                 types=["Observation", "Patient"])  # fmt: skip
+    auth.headers()
+    assert server.forms[-1]["scope"] == "system/Observation.rs system/Patient.rs"
+    auth.widen()  # a Bulk export
+    auth.headers()
+    assert server.forms[-1]["scope"] == "system/*.rs"
+    given = smart(server, write_pem(tmp_path / "k2.pem", RSA_KEY), kid="rsa-kid", scope="system/*.read",
+                  types=["Observation"])  # fmt: skip
+    given.headers()
+    given.widen()
+    given.headers()
+    assert server.forms[-1]["scope"] == "system/*.read"  # a scope the site set is never changed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -167,6 +168,21 @@ def test_429_with_retry_after_waits_then_recovers(httpserver: HTTPServer) -> Non
     assert ids(items) == ["Patient/p1", "Patient/p2"]
     assert waited >= 0.9  # Retry-After: 1 honoured, not the 0.01 s back-off
     assert len(hits(httpserver, "/fhir/Patient")) == 2
+
+
+def test_a_long_retry_after_is_capped_and_logged(httpserver: HTTPServer, caplog: pytest.LogCaptureFixture) -> None:
+    httpserver.expect_oneshot_request("/fhir/Patient").respond_with_response(
+        fhir(outcome("an export of yours runs"), 429, {"Retry-After": "600"})  # Oracle Health's
+    )
+    serve(httpserver, "/fhir/Patient", bundle([patient("p1")]))
+    http = http_for(httpserver, max_retry_after=0.5)
+    started = time.monotonic()
+    with caplog.at_level(logging.INFO, logger="cohort_finder.sources.http"):
+        items, errors = read(RestSource(http, [PATIENTS]))
+    waited = time.monotonic() - started
+    assert errors == [] and ids(items) == ["Patient/p1"]
+    assert 0.4 <= waited < 5  # 0.5 s, not 600
+    assert "HTTP 429: the server asks to retry after 600 s, capped at 0.5 s; waiting 0.5 s" in caplog.text
 
 
 def test_500_once_then_200_recovers(httpserver: HTTPServer) -> None:

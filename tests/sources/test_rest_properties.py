@@ -31,7 +31,7 @@ from cohort_finder.sources.rest import RestSource
 BASE = "https://ehr.example.org/fhir"
 PAGE = f"{BASE}/Observation"
 FAST = HttpSettings(retries=2, backoff=0.0, backoff_max=0.0, backoff_jitter=0)
-EXAMPLES = int(os.environ.get("COHORT_FINDER_PROPERTY_EXAMPLES", "40")) * 3
+EXAMPLES = int(os.environ.get("COHORT_FINDER_PROPERTY_EXAMPLES", "25")) * 3
 
 
 def observation(n: int) -> dict[str, Any]:

@@ -247,13 +247,26 @@ class BulkSource:
         if since:
             params.append(("_since", since))
         url = self.http.url(path)
-        response = self.http.request(
-            "GET",
-            url,
-            params=params,
-            headers={"Prefer": "respond-async", "Accept": "application/fhir+json"},
-            expect=(202,),
-        )
+        waited = 0.0
+        while True:
+            response = self.http.request(
+                "GET",
+                url,
+                params=params,
+                headers={"Prefer": "respond-async", "Accept": "application/fhir+json"},
+                expect=(202, 429),
+            )
+            if response.status_code == 202:
+                break
+            # 429 after the HTTP layer's own retries: Oracle Health answers so while another
+            # export of this client runs, which may take hours. Wait for it, up to max_wait.
+            asked = _retry_after(response.headers.get("Retry-After"), 60.0)
+            pause = max(1.0, min(asked, self.http.settings.max_retry_after))
+            if waited + pause > self.max_wait:
+                raise FetchError(url, f"bulk export kick-off still refused after {waited:.0f} s: HTTP 429")
+            log.info("bulk export kick-off answered 429 (another export running?): trying again in %.0f s", pause)
+            self.sleep(pause)
+            waited += pause
         status = response.headers.get("Content-Location")
         if not status:
             raise FetchError(url, "bulk export kick-off answered 202 without Content-Location")

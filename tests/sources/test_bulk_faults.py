@@ -8,6 +8,7 @@ raise FetchError with the server's words.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import date
 from pathlib import Path
@@ -464,6 +465,50 @@ def test_an_unreadable_error_file_line_is_itself_an_error(httpserver: HTTPServer
 
 
 # -- an export that cannot start or finish --------------------------------------------------
+
+
+def test_a_kick_off_refused_while_another_export_runs_waits_and_tries_again(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    busy = Response(json.dumps(outcome("another export of this client is running")), status=429,
+                    headers={"Retry-After": "0"}, content_type="application/fhir+json")  # fmt: skip
+    for _ in range(6):  # more than the HTTP layer retries (FAST: 3), so the source waits itself
+        httpserver.expect_oneshot_request(KICK_OFF).respond_with_response(busy)
+    server = standard_export(httpserver)
+    sleeps: list[float] = []
+    items, errors = read(bulk(httpserver, tmp_path, sleeps))
+    assert errors == [] and ids(items) == EVERYTHING
+    assert len(server.requests_to(KICK_OFF)) == 7 and sleeps[0] == 1.0  # at least a second between tries
+
+
+def test_a_kick_off_refused_for_longer_than_max_wait_raises(httpserver: HTTPServer, tmp_path: Path) -> None:
+    busy = Response(json.dumps(outcome("busy")), status=429, headers={"Retry-After": "600"},
+                    content_type="application/fhir+json")  # fmt: skip
+    httpserver.expect_request(KICK_OFF).respond_with_response(busy)
+    # the HTTP layer's own retries wait nothing here (cap 0); the source waits whole seconds
+    http = FhirHttp(httpserver.url_for("/fhir"), settings=dataclasses.replace(FAST, max_retry_after=0))
+    sleeps: list[float] = []
+    source = BulkSource(http, REQUEST, tmp_path, sleep=sleeps.append, max_wait=3)
+    with pytest.raises(FetchError, match="still refused after 3 s"):
+        source.fetch()
+    assert sleeps == [1.0, 1.0, 1.0]
+
+
+def test_a_later_run_resumes_polling_the_export_in_progress_instead_of_starting_another(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    for _ in range(3):  # the first night gives up while the export still runs (Epic's take days)
+        httpserver.expect_oneshot_request(STATUS, method="GET").respond_with_response(
+            Response(status=202, headers={"Retry-After": "7", "X-Progress": "30%"})
+        )
+    server = standard_export(httpserver)
+    with pytest.raises(FetchError, match="not finished"):
+        bulk(httpserver, tmp_path, [], max_wait=10).fetch()
+    job = json.loads(next(tmp_path.glob("*/job.json")).read_text())
+    assert job["status_url"] == httpserver.url_for(STATUS)
+    items, errors = read(bulk(httpserver, tmp_path))  # the next night
+    assert errors == [] and ids(items) == EVERYTHING
+    assert len(server.requests_to(KICK_OFF)) == 1  # one export, polled by both nights
 
 
 def test_a_refused_kick_off_raises_with_the_servers_diagnostics(httpserver: HTTPServer, tmp_path: Path) -> None:

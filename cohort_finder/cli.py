@@ -119,7 +119,31 @@ mappings_option = click.option(
     default=None,
     help="For a server: Bulk Data $export or REST search [default: $export when the server offers it].",
 )
-@click.option("--group", default=None, help="Bulk: export Group/ID/$export instead of Patient/$export.")
+@click.option(
+    "--group",
+    default=None,
+    help="Bulk: export Group/ID/$export instead of Patient/$export. REST: the Group whose members are searched "
+    "one by one when the server refuses searches across all patients.",
+)
+@click.option(
+    "--patients-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="REST: patients (one id a line) to search one by one when the server refuses searches across all patients.",
+)
+@click.option(
+    "--crawl", is_flag=True, help="REST: search patient by patient from the start (needs --group or --patients-file)."
+)
+@click.option(
+    "--concurrency", type=click.IntRange(1, 32), default=4, show_default=True, help="A crawl's patients at a time."
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=10,
+    show_default=True,
+    help="A crawl's requests per second (0: no limit).",
+)
 @click.option(
     "--max-retry-after",
     type=click.FloatRange(min=0),
@@ -176,6 +200,10 @@ def run(
     config: Path | None,
     bulk: bool | None,
     group: str | None,
+    patients_file: Path | None,
+    crawl: bool,
+    concurrency: int,
+    rate: float,
     max_retry_after: float | None,
     since: str | None,
     cache_dir: Path | None,
@@ -210,6 +238,10 @@ def run(
                 since,
                 refresh=refresh,
                 full_refresh_days=full_refresh_days,
+                patients_file=patients_file,
+                crawl=crawl,
+                concurrency=concurrency,
+                rate=rate,
                 **({"cache": cache_dir} if cache_dir else {}),
             )
         chosen = engine if engine != "auto" else ("python" if is_server(source) and bulk is False else "duckdb")

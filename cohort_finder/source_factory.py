@@ -17,9 +17,10 @@ from .settings import ServerSettings
 from .sources.auth import auth_from_environment
 from .sources.base import Source
 from .sources.bulk import BulkRequest, BulkSource
+from .sources.crawl import CrawlSource, patients_from_file, patients_of_group
 from .sources.files import FileSource
 from .sources.http import FetchError, FhirHttp
-from .sources.rest import RestSource
+from .sources.rest import NEEDS_A_LIST, RestSource
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,10 @@ class ServerOptions:
     cache: Path = Path.home() / ".cache" / "cohort-finder" / "bulk"
     refresh: bool = False  # export everything now, whatever the cache holds
     full_refresh_days: float = 7.0  # a nightly export asks for changes only, and for everything this often
+    patients_file: Path | None = None  # REST: the patients to search one by one if population searches are refused
+    crawl: bool = False  # REST: search patient by patient from the start
+    concurrency: int = 4  # a crawl's patients at a time
+    rate: float = 10.0  # a crawl's requests per second (0: no limit)
 
 
 def is_server(source: str) -> bool:
@@ -81,6 +86,26 @@ def _offered(searches: list[Search], capability: Capability) -> list[Search]:
     return [s for s in searches if capability.offers(s.resource_type)]
 
 
+def _rest(http: FhirHttp, searches: list[Search], options: ServerOptions) -> Source:
+    """Population searches, or, for a server that refuses them, a crawl of the patient list
+    (--patients-file, or --group's members)."""
+    listed = options.patients_file is not None or options.group is not None
+
+    def crawl() -> CrawlSource:
+        if options.patients_file is not None:
+            ids = patients_from_file(options.patients_file)
+        else:
+            assert options.group is not None
+            ids = patients_of_group(http, options.group)
+        return CrawlSource(http, searches, ids, options.cache, concurrency=options.concurrency, rate=options.rate)
+
+    if options.crawl:
+        if not listed:
+            raise UsageError("--crawl needs the patients: " + NEEDS_A_LIST)
+        return crawl()
+    return RestSource(http, searches, crawl if listed else None)
+
+
 def _objects(value: Any) -> list[dict[str, Any]]:
     """The objects of a list a server sent (anything else in it, or instead of it, is not)."""
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
@@ -107,7 +132,7 @@ def open_source(
     else:
         bulk = options.bulk
     if not bulk:
-        return RestSource(http, searches)
+        return _rest(http, searches, options)
     widen = getattr(http.auth, "widen", None)
     if widen is not None:
         widen()  # an export's status and file URLs belong to no one resource type

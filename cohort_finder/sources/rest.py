@@ -8,13 +8,14 @@ results that needed it become unknown (contract §4).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import SourceError
 from ..model import ALL_PATIENTS, RunError
 from ..search_plan import Search
-from .base import Item, unpack
+from .base import Item, Source, unpack
 from .http import FetchError, FhirHttp, full_url
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,25 @@ def next_link(bundle: dict[str, Any]) -> str | None:
     return None
 
 
+# A search the server answers with one of these refuses it (Epic: an Observation search needs
+# `patient`; Oracle Health: 422), which a retry cannot change: such a server needs the crawl.
+_REFUSED = re.compile(r"\bHTTP (400|403|405|422)\b")
+NEEDS_A_LIST = "give --group ID (its members) or --patients-file FILE (one id a line) to search patient by patient"
+
+
+def refused(error: RunError) -> bool:
+    return error.patient_id == ALL_PATIENTS and _REFUSED.search(error.message) is not None
+
+
 class RestSource:
-    def __init__(self, http: FhirHttp, searches: list[Search]) -> None:
+    """Population searches. `crawl`: what to read instead when the server refuses them (a
+    per-patient crawl of a given list); without one, a refusal stops the run with a message
+    that says to give a list."""
+
+    def __init__(self, http: FhirHttp, searches: list[Search], crawl: Callable[[], Source] | None = None) -> None:
         self.http = http
         self.searches = searches
+        self.crawl = crawl
         self.pages = 0
         self.resources = 0
 
@@ -50,12 +66,37 @@ class RestSource:
         """Every search's resources and errors. When not one page could be read (the server
         unreachable, every request refused) the source could not be read at all: SourceError,
         so that nothing is written over the previous outputs (contract §4)."""
+        if self.crawl is None:
+            yield from self._population()
+            return
+        # with a patient list to fall back on, nothing is passed on before it is clear that
+        # the server answers population searches
+        read = list(self._population())
+        refusal = next((e for e in read if isinstance(e, RunError) and refused(e)), None)
+        if refusal is None:
+            yield from read
+            return
+        log.warning(
+            "the server refuses searches across all patients (%s): searching patient by patient", refusal.message
+        )
+        yield from self.crawl().read()
+
+    def _population(self) -> Iterator[Item | RunError]:
         first_failure: RunError | None = None
+        refusal: RunError | None = None
         for search in self.searches:
             for item in self._search(search):
-                if first_failure is None and isinstance(item, RunError) and item.patient_id == ALL_PATIENTS:
-                    first_failure = item
+                if isinstance(item, RunError) and item.patient_id == ALL_PATIENTS:
+                    first_failure = first_failure or item
+                    refusal = refusal or (item if refused(item) else None)
                 yield item
+        if refusal is not None and self.crawl is not None:
+            return  # read() searches patient by patient instead
+        if refusal is not None:
+            raise SourceError(
+                f"{self.http.base} refuses searches across all patients ({refusal.source}: {refusal.message}): "
+                + NEEDS_A_LIST
+            )
         if self.pages == 0 and first_failure is not None:
             raise SourceError(
                 f"could not read {self.http.base} at all: every search failed ({first_failure.source}: "

@@ -95,3 +95,15 @@ def test_capability_statement_picks_bulk_by_default(fhir_server: LoadedServer, t
     run = _run(fhir_server.base, tmp_path / "out", "--cache", str(tmp_path / "cache"))
     assert run.exit_code == 0, run.stderr
     assert "bulk export" in run.stderr
+
+
+def test_a_per_patient_crawl_gives_the_same_candidates(
+    fhir_server: LoadedServer, file_run: Run, tmp_path: Path
+) -> None:
+    ids = tmp_path / "patients.txt"
+    ids.write_text("\n".join(p["id"] for p in file_run.document["patients"]) + "\n")
+    crawl = _run(fhir_server.base, tmp_path / "out", "--rest", "--crawl", "--patients-file", str(ids),
+                 "--concurrency", "4", "--rate", "0")  # fmt: skip
+    assert crawl.exit_code == 0, crawl.stderr
+    assert _comparable(crawl) == _comparable(file_run)
+    assert "crawl: " in crawl.stderr and "patients" in crawl.stderr

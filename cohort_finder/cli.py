@@ -21,7 +21,7 @@ from .engines import ENGINES, get_engine
 from .errors import CohortFinderError, UsageError
 from .pipeline import run as run_pipeline
 from .settings import load_settings
-from .source_factory import ServerOptions, is_server, open_source
+from .source_factory import ServerOptions, is_server, open_source, publish_cohort
 from .store import DEFAULT_NAME, Store, db
 from .store.recorder import Recorder
 
@@ -132,6 +132,12 @@ mappings_option = click.option(
     help="REST: patients (one id a line) to search one by one when the server refuses searches across all patients.",
 )
 @click.option(
+    "--publish",
+    is_flag=True,
+    help="Server sources: write the ResearchStudy, a Group of the candidates and possibles, and their "
+    "ResearchSubjects back to the server (contract §8).",
+)
+@click.option(
     "--crawl", is_flag=True, help="REST: search patient by patient from the start (needs --group or --patients-file)."
 )
 @click.option(
@@ -201,6 +207,7 @@ def run(
     bulk: bool | None,
     group: str | None,
     patients_file: Path | None,
+    publish: bool,
     crawl: bool,
     concurrency: int,
     rate: float,
@@ -225,6 +232,8 @@ def run(
     """
     try:
         reference = _as_of(as_of)
+        if publish and not is_server(source):
+            raise UsageError("--publish writes to the FHIR server the run reads: give a server --source")
         trial = load_trial(criteria_path, mappings)
         server = None
         if is_server(source):
@@ -256,6 +265,9 @@ def run(
                 recorder.fail(exc.exit_code, str(exc))
                 raise
             summary = run_pipeline(trial, opened, reference, out_dir, source, chosen_engine, workers, recorder)
+            if publish:
+                assert server is not None
+                written = publish_cohort(source, server, store, trial)
     except CohortFinderError as exc:
         _fail(exc)
         return
@@ -268,6 +280,8 @@ def run(
     )
     for path in summary.outputs:
         click.echo(f"wrote {path}")
+    if publish:
+        click.echo(f"published {written} resources to {source}")
     sys.exit(summary.exit_code)
 
 

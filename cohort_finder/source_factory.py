@@ -21,6 +21,7 @@ from .sources.crawl import CrawlSource, patients_from_file, patients_of_group
 from .sources.files import FileSource
 from .sources.http import FetchError, FhirHttp
 from .sources.rest import NEEDS_A_LIST, RestSource
+from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -141,3 +142,18 @@ def open_source(
     return BulkSource(
         http, request, options.cache, reuse=not options.refresh, full_refresh_days=options.full_refresh_days
     )
+
+
+PUBLISHED_TYPES = ("ResearchStudy", "Group", "ResearchSubject")
+
+
+def publish_cohort(source: str, options: ServerOptions, store: Store, trial: Trial) -> int:
+    """Contract §8: write the trial's latest complete run back to the server it read."""
+    from .report.fhir_out import cohort_from_store, publish
+
+    http = FhirHttp(source, settings=options.settings.http)
+    environ = dict(options.settings.environ)
+    # writing needs write access to the three types (v1 scopes: every SMART server takes them)
+    environ.setdefault("COHORT_FINDER_SMART_SCOPE", " ".join(f"system/{t}.write" for t in PUBLISHED_TYPES))
+    http.auth = auth_from_environment(http.session, http.base, environ, PUBLISHED_TYPES)
+    return publish(http, cohort_from_store(store.con, trial.id, trial.title))

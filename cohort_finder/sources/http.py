@@ -161,7 +161,7 @@ class FhirHttp:
         url: str,
         *,
         params: Params | None = None,
-        data: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | bytes | None = None,
         headers: Mapping[str, str] | None = None,
         stream: bool = False,
         expect: tuple[int, ...] = (200,),

@@ -47,6 +47,20 @@ def refused(error: RunError) -> bool:
     return error.patient_id == ALL_PATIENTS and _REFUSED.search(error.message) is not None
 
 
+COUNT_FALLBACK = 200  # the page size servers that cap _count accept (Oracle Health, HAPI's default)
+
+
+def _smaller_count(params: dict[str, str] | None, exc: FetchError) -> str | None:
+    """The _count to ask again with, when a first page was refused and asked for more than 200."""
+    if not params or not _REFUSED.search(str(exc)):
+        return None
+    try:
+        asked = int(params.get("_count", "0"))
+    except ValueError:
+        return None
+    return str(COUNT_FALLBACK) if asked > COUNT_FALLBACK else None
+
+
 class RestSource:
     """Population searches. `crawl`: what to read instead when the server refuses them (a
     per-patient crawl of a given list); without one, a refusal stops the run with a message
@@ -118,6 +132,15 @@ class RestSource:
             try:
                 bundle = self.http.get_json(url, params=params, headers=STRICT)
             except FetchError as exc:
+                smaller = _smaller_count(params, exc)
+                if smaller is not None and params is not None:
+                    # a server that refuses a large _count (Oracle Health: at most 200 for
+                    # Observation) states its limit only by refusing: ask again with less
+                    log.info(
+                        "%s refused _count=%s: asking with _count=%s", search.resource_type, params["_count"], smaller
+                    )
+                    params = {**(params or {}), "_count": smaller}
+                    continue
                 yield RunError(exc.url, f"search page failed: {exc}", ALL_PATIENTS, search.resource_type)
                 return
             page = full_url(url, params)

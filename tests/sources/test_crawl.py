@@ -145,3 +145,17 @@ def test_patient_lists_from_a_file_and_a_group(httpserver: HTTPServer, tmp_path:
     httpserver.expect_request("/fhir/Group/empty").respond_with_json({"resourceType": "Group", "id": "empty"})
     with pytest.raises(SourceError, match="lists no Patient members"):
         patients_of_group(_http(httpserver), "empty")
+
+
+def test_a_refused_large_count_is_asked_again_with_200(httpserver: HTTPServer) -> None:
+    asked: list[str] = []
+
+    def capped(request: Request) -> Response:
+        asked.append(request.args.get("_count", ""))
+        if int(request.args.get("_count", "0")) > 200:
+            return EpicLike.refuse("_count must not exceed 200")
+        return EpicLike.bundle([{"resourceType": "Patient", "id": "p1"}])
+
+    httpserver.expect_request("/fhir/Patient").respond_with_handler(capped)
+    got = list(RestSource(_http(httpserver), [Search("Patient", (("_count", "1000"),))]).read())
+    assert _keys(got) == ["Patient/p1"] and asked == ["1000", "200"]

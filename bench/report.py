@@ -31,18 +31,12 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 
+sys.path.insert(0, str(REPO))
+
 from generate import REFERENCE_DATE, ensure_data  # noqa: E402
 
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.chromium import FLAGS  # noqa: E402  (the browser tests' flags: one set for a closed network)
+
 # navigation start -> the second frame after load: the first screen is laid out and painted
 _RENDERED = """() => new Promise(done => {
   const finish = () => requestAnimationFrame(() => requestAnimationFrame(() => done({

@@ -153,7 +153,7 @@ class Changes:
 def diff(
     store: str | Path, trial: str | None = None, from_run: int | None = None, to_run: int | None = None
 ) -> Changes:
-    from .store_commands import compare
+    from .store.queries import compare
 
     opened = Store.open(Path(store))
     try:

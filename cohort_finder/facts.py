@@ -458,10 +458,8 @@ def _supply_days(dispense: dict[str, Any], values: _Values) -> int | None:
     supply = dispense.get("expectedSupplyDuration")
     if not isinstance(supply, dict) or supply.get("value") is None:
         return None
-    unit = supply.get("code") or supply.get("unit")
-    per = _SUPPLY_DAYS.get(unit) if isinstance(unit, str) else None
-    if per is None:
-        values.problems.append(f"is not usable (expectedSupplyDuration unit {_quoted(unit)} is not d, wk, mo or a)")
+    days = _quantity_days(supply, "expectedSupplyDuration", values)
+    if days is None:
         return None
     repeats = dispense.get("numberOfRepeatsAllowed")
     if repeats is None:
@@ -469,13 +467,9 @@ def _supply_days(dispense: dict[str, Any], values: _Values) -> int | None:
     elif isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 0:
         values.wrong("dispenseRequest.numberOfRepeatsAllowed", repeats, "a whole number")
         return None
-    value = values.number(supply.get("value"), "expectedSupplyDuration.value")
-    if value is None:
-        return None
     # longer than any as-of can be from authoredOn: the supply simply runs to as-of (and an
     # absurd number of repeats stays a number a float can hold)
-    days = value * per * (1 + min(repeats, MAX_SUPPLY_DAYS))
-    return math.ceil(min(days, MAX_SUPPLY_DAYS))
+    return math.ceil(min(days * (1 + min(repeats, MAX_SUPPLY_DAYS)), MAX_SUPPLY_DAYS))
 
 
 def contained_medication(resource: dict[str, Any], ref: str) -> MedicationDef | None:

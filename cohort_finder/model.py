@@ -108,6 +108,15 @@ class Result(StrEnum):
     MANUAL = "manual"
 
 
+def ruling_out(kind: str) -> Result:
+    """The result with which a criterion of this kind excludes a patient (contract §2)."""
+    return Result.NOT_MET if kind == "inclusion" else Result.MET
+
+
+def rules_out(kind: str, result: Result) -> bool:
+    return result is ruling_out(kind)
+
+
 class Status(StrEnum):
     CANDIDATE = "candidate"
     POSSIBLE = "possible"

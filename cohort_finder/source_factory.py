@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 from .criteria import Trial
 from .errors import UsageError
@@ -17,9 +16,10 @@ from .settings import ServerSettings
 from .sources.auth import auth_from_environment
 from .sources.base import Source
 from .sources.bulk import BulkRequest, BulkSource
+from .sources.capability import Capability, read_capability
 from .sources.crawl import CrawlSource, patients_from_file, patients_of_group
 from .sources.files import FileSource
-from .sources.http import FetchError, FhirHttp
+from .sources.http import FhirHttp
 from .sources.rest import NEEDS_A_LIST, RestSource
 from .store import Store
 
@@ -43,40 +43,6 @@ class ServerOptions:
 
 def is_server(source: str) -> bool:
     return source.startswith(("http://", "https://"))
-
-
-@dataclass(frozen=True, slots=True)
-class Capability:
-    """What a server's CapabilityStatement says it offers (contract §3: a resource type it does
-    not offer is absent data, not an error)."""
-
-    types: frozenset[str] | None  # None: the statement could not be read, or lists no resources
-    export: bool
-
-    def offers(self, resource_type: str) -> bool:
-        return self.types is None or resource_type in self.types
-
-
-def read_capability(http: FhirHttp) -> Capability:
-    try:
-        statement = http.get_json(http.url("metadata"))
-    except FetchError as exc:
-        log.warning("could not read the CapabilityStatement (%s): using REST search", exc)
-        return Capability(None, False)
-    types: set[str] = set()
-    export = False
-    for rest in _objects(statement.get("rest")):
-        operations = _objects(rest.get("operation"))
-        for resource in _objects(rest.get("resource")):
-            operations += _objects(resource.get("operation"))
-            if isinstance(resource.get("type"), str):
-                types.add(resource["type"])
-        export = export or any(op.get("name") == "export" for op in operations)
-    return Capability(frozenset(types) or None, export)
-
-
-def offers_export(http: FhirHttp) -> bool:
-    return read_capability(http).export
 
 
 def _offered(searches: list[Search], capability: Capability) -> list[Search]:
@@ -105,11 +71,6 @@ def _rest(http: FhirHttp, searches: list[Search], options: ServerOptions) -> Sou
             raise UsageError("--crawl needs the patients: " + NEEDS_A_LIST)
         return crawl()
     return RestSource(http, searches, crawl if listed else None)
-
-
-def _objects(value: Any) -> list[dict[str, Any]]:
-    """The objects of a list a server sent (anything else in it, or instead of it, is not)."""
-    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def open_source(
@@ -156,4 +117,4 @@ def publish_cohort(source: str, options: ServerOptions, store: Store, trial: Tri
     # writing needs write access to the three types (v1 scopes: every SMART server takes them)
     environ.setdefault("COHORT_FINDER_SMART_SCOPE", " ".join(f"system/{t}.write" for t in PUBLISHED_TYPES))
     http.auth = auth_from_environment(http.session, http.base, environ, PUBLISHED_TYPES)
-    return publish(http, cohort_from_store(store.con, trial.id, trial.title))
+    return publish(http, cohort_from_store(store.con, trial.id, trial.title), read_capability(http))

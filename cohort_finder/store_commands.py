@@ -19,7 +19,8 @@ from .cli import _fail, main, store_option
 from .errors import CohortFinderError, UsageError
 from .report import worklist
 from .store import Store, db, decisions, runs
-from .store.changes import Diff, diff
+from .store.changes import Diff
+from .store.queries import compare, trial_of
 from .store.runs import RunInfo
 
 
@@ -31,18 +32,6 @@ def _store(path: Path | None) -> Store:
     if not path.is_file():
         raise UsageError(f"{path}: no run store there (a run creates it)")
     return Store.open(path)
-
-
-def _trial_of(store: Store, trial: str | None) -> str:
-    """The trial asked for, or the store's only one."""
-    known = [t for (t,) in store.con.execute("SELECT DISTINCT trial_id FROM runs ORDER BY trial_id")]
-    if trial is not None:
-        if trial not in known:
-            raise UsageError(f"trial {trial!r} has no run in {store.path} (known: {', '.join(known) or 'none'})")
-        return trial
-    if len(known) == 1:
-        return str(known[0])
-    raise UsageError(f"{store.path} holds runs of several trials: give --trial ({', '.join(known)})")
 
 
 def _echo_json(value: Any) -> None:
@@ -87,7 +76,7 @@ def history(store_path: Path | None, trial: str | None, as_json: bool) -> None:
     """Every run recorded in the store: state, exit status, counts, what changed."""
     try:
         store = _store(store_path)
-        infos = runs.history(store.con, _trial_of(store, trial) if trial else None)
+        infos = runs.history(store.con, trial_of(store, trial) if trial else None)
     except CohortFinderError as exc:
         _fail(exc)
         return
@@ -100,37 +89,6 @@ def history(store_path: Path | None, trial: str | None, as_json: bool) -> None:
 
 
 # -- diff ------------------------------------------------------------------------------------
-
-
-def compare(store: Store, trial: str | None, from_run: int | None, to_run: int | None) -> Diff:
-    """Two complete runs of one trial compared; by default its last two (UsageError, exit 2,
-    when that cannot be done)."""
-    if from_run is not None or to_run is not None:
-        asked = [r for r in (from_run, to_run) if r is not None]
-        infos = {r: runs.get(store.con, r) for r in asked}
-        for r, info in infos.items():
-            if info is None:
-                raise UsageError(f"no run {r} in {store.path}")
-            if info.state != "complete":
-                raise UsageError(f"run {r} is {info.state}, not complete: only complete runs can be compared")
-        trials = {i.trial_id for i in infos.values() if i is not None}
-        if len(trials) > 1:
-            raise UsageError(f"runs {from_run} and {to_run} are of different trials ({', '.join(sorted(trials))})")
-        trial = trial or trials.pop()
-        if trial not in {i.trial_id for i in infos.values() if i is not None}:
-            raise UsageError(f"run {asked[0]} is not a run of {trial}")
-    trial = _trial_of(store, trial)
-    after = runs.get(store.con, to_run) if to_run is not None else runs.last_complete(store.con, trial)
-    before = runs.get(store.con, from_run) if from_run is not None else None
-    if after is not None and before is None:
-        before = runs.last_complete(store.con, trial, before=after.run)
-    if after is None or before is None:
-        done = len([i for i in runs.history(store.con, trial) if i.state == "complete"])
-        if done < 2:
-            raise UsageError(f"{trial} has {done} complete run{'' if done == 1 else 's'}: diff needs two")
-        assert after is not None
-        raise UsageError(f"run {after.run} is the first complete run of {trial}: nothing before it to compare with")
-    return diff(trial, runs.state(store.con, before), runs.state(store.con, after))
 
 
 def diff_text(d: Diff) -> str:
@@ -236,7 +194,7 @@ def review_export(store_path: Path | None, trial: str | None, out_file: Path) ->
     decision and note columns to fill in."""
     try:
         store = _store(store_path)
-        trial_id = _trial_of(store, trial)
+        trial_id = trial_of(store, trial)
         last = runs.last_complete(store.con, trial_id)
         if last is None:
             raise UsageError(f"{trial_id} has no complete run in {store.path}")

@@ -30,7 +30,7 @@ from ..criteria import (
     SexRule,
     Trial,
 )
-from ..model import CriterionResult, Outcome, PatientRecord, PatientResult, Result, Status
+from ..model import CriterionResult, Outcome, PatientRecord, PatientResult, Result, Status, rules_out
 from ..reduce import resource_types
 from . import logic
 from .conditions import condition
@@ -137,7 +137,7 @@ def evaluate_criterion(criterion: Criterion, ctx: Context, plan: Plan | None = N
 def patient_status(results: tuple[CriterionResult, ...]) -> Status:
     """Contract §2: excluded beats unknown; manual never changes the status."""
     decided = [(r.kind, r.result) for r in results if r.result is not Result.MANUAL]
-    if any((k == "inclusion" and r is Result.NOT_MET) or (k == "exclusion" and r is Result.MET) for k, r in decided):
+    if any(rules_out(k, r) for k, r in decided):
         return Status.EXCLUDED
     if any(r is Result.UNKNOWN for _, r in decided):
         return Status.POSSIBLE

@@ -18,7 +18,7 @@ import re
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import orjson
@@ -27,6 +27,9 @@ from fhir.resources.R4B.researchstudy import ResearchStudy
 from fhir.resources.R4B.researchsubject import ResearchSubject
 
 from ..errors import CohortFinderError
+
+if TYPE_CHECKING:
+    from ..sources.capability import Capability
 from ..sources.http import FetchError, FhirHttp
 from ..store import decisions
 
@@ -129,27 +132,12 @@ def _subject_status(cohort: Cohort, pid: str) -> str:
     return "candidate" if pid in cohort.open else "ineligible"
 
 
-def _identifier_search(statement: Mapping[str, Any]) -> set[str]:
-    """The types whose `identifier` search the CapabilityStatement lists."""
-    found = set()
-    for rest in statement.get("rest") or []:
-        for resource in (rest.get("resource") or []) if isinstance(rest, dict) else []:
-            params = resource.get("searchParam") if isinstance(resource, dict) else None
-            if any(isinstance(p, dict) and p.get("name") == "identifier" for p in params or []):
-                found.add(str(resource.get("type")))
-    return found
-
-
-def publish(http: FhirHttp, cohort: Cohort) -> int:
+def publish(http: FhirHttp, cohort: Cohort, capability: Capability) -> int:
     """Write every resource; the number written. PublishError when the server refuses one."""
-    try:
-        conditional = _identifier_search(http.get_json(http.url("metadata")))
-    except FetchError:
-        conditional = set()
     written = 0
     for resource in resources(cohort):
         rtype, ident = resource["resourceType"], resource["identifier"][0]
-        if rtype in conditional:
+        if capability.searchable(rtype, "identifier"):
             token = quote(f"{ident['system']}|{ident['value']}", safe="")
             url = http.url(f"{rtype}?identifier={token}")
             body = {k: v for k, v in resource.items() if k != "id"}  # the server finds or makes it

@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from cohort_finder.model import CriterionInfo
+from cohort_finder.model import CriterionInfo, ruling_out
+from cohort_finder.store.changes import LETTER
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,14 +33,10 @@ class Funnel:
     steps: tuple[Step, ...]
 
 
-def _rules_out_letter(kind: str) -> str:
-    return "n" if kind == "inclusion" else "m"
-
-
 def funnel(criteria: Sequence[CriterionInfo], results: Iterable[str]) -> Funnel:
     """`results`: one string of result letters per patient, in the criteria's order."""
     n = len(criteria)
-    bad = [_rules_out_letter(c.kind) for c in criteria]
+    bad = [LETTER[ruling_out(c.kind)] for c in criteria]
     rules_out = [0] * n
     unknown = [0] * n
     first_out = [0] * n  # patients whose first ruling-out criterion is this one
@@ -77,9 +74,24 @@ class Bar:
     step: Step
 
 
-def bars(f: Funnel) -> list[Bar]:
+@dataclass(frozen=True, slots=True)
+class Bars:
+    """The chart: its geometry and one bar per criterion, below the all-patients row."""
+
+    rows: tuple[Bar, ...]
+    label: int = LABEL
+    bar: int = BAR
+    row: int = ROW
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def bars(f: Funnel) -> Bars:
     scale = BAR / f.patients if f.patients else 0.0
-    return [
-        Bar((i + 1) * ROW, s.id, round(s.remaining * scale, 1), round(s.removed * scale, 1), s.remaining, s)
-        for i, s in enumerate(f.steps)  # row 0: all patients
-    ]
+    return Bars(
+        tuple(
+            Bar((i + 1) * ROW, s.id, round(s.remaining * scale, 1), round(s.removed * scale, 1), s.remaining, s)
+            for i, s in enumerate(f.steps)  # row 0: all patients
+        )
+    )

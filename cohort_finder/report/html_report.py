@@ -12,14 +12,14 @@ views.html.j2 rendered (escaped there), and our own CSS and script files.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from markupsafe import Markup
 
-from cohort_finder.model import PatientResult, Result, RunResult
+from cohort_finder.model import PatientResult, RunResult, rules_out
 from cohort_finder.report.funnel import bars, funnel
 from cohort_finder.report.views import PatientView, change_words
 from cohort_finder.store.changes import Diff
@@ -52,7 +52,7 @@ def _macros() -> Any:
     return _environment().get_template("views.html.j2").module
 
 
-@lru_cache(maxsize=1)
+@cache
 def asset(name: str) -> Markup:
     """report.css or overview.js, our own files, placed in the page as they are."""
     return Markup((TEMPLATES / name).read_text(encoding="utf-8"))
@@ -74,12 +74,7 @@ def detail_html(view: PatientView) -> str:
 
 
 def _deciding(p: PatientResult) -> str:
-    return ", ".join(
-        cr.id
-        for cr in p.criteria
-        if (cr.kind == "inclusion" and cr.result is Result.NOT_MET)
-        or (cr.kind == "exclusion" and cr.result is Result.MET)
-    )
+    return ", ".join(cr.id for cr in p.criteria if rules_out(cr.kind, cr.result))
 
 
 def line_html(p: PatientResult, change: dict[str, Any] | None, decision: str | None) -> str:

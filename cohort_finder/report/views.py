@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from cohort_finder.model import CriterionInfo
+from cohort_finder.model import CriterionInfo, Result, rules_out
+from cohort_finder.store.changes import LETTER
 
 # The groups of a patient's detail, in the order a reviewer reads them.
 GROUPS = (
@@ -111,7 +112,7 @@ def group_of(kind: str, result: str) -> str:
         return "manual"
     if result == "unknown":
         return "unknown"
-    return "supports" if (result == "met") == (kind == "inclusion") else "rules_out"
+    return "rules_out" if rules_out(kind, Result(result)) else "supports"
 
 
 def ago(day: str | None, as_of: date) -> str | None:
@@ -221,9 +222,6 @@ def change_words(change: Mapping[str, Any] | None, status: str) -> tuple[str | N
     return f"changed since run {run} (was {before}{because})", "changed"
 
 
-_LETTER = {"met": "m", "not_met": "n", "unknown": "u", "manual": "x"}
-
-
 def patient_view(
     line: Mapping[str, Any],
     criteria: Sequence[CriterionInfo],
@@ -253,7 +251,7 @@ def patient_view(
                 note_text(cr.get("note")),
             )
         )
-        letters.append(_LETTER.get(cr["result"], "u"))
+        letters.append(LETTER[Result(cr["result"])])
         if info is not None and info.key and info.key not in keys:
             shown = next((ev for ev in cr.get("evidence", ()) if ev.get("value") is not None), None)
             keys[info.key] = KeyValue(

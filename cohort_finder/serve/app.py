@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from starlette.applications import Starlette
+from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -30,9 +31,10 @@ from cohort_finder.report.html_report import environment
 from cohort_finder.report.views import PatientView
 from cohort_finder.serve import data
 from cohort_finder.serve.security import COOKIE, AuditLog, Session, Sessions, token_matches
-from cohort_finder.store import db, decisions, runs
+from cohort_finder.store import Store, db, decisions, runs
 from cohort_finder.store.changes import diff
 from cohort_finder.store.decisions import DECISIONS, Proposed
+from cohort_finder.store.queries import compare
 
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 _STATIC = {"report.css": "text/css; charset=utf-8", "overview.js": "text/javascript; charset=utf-8"}
@@ -258,9 +260,6 @@ def create_app(config: Config) -> Starlette:
         return page(request, "runs.html.j2", trial=trial, runs=infos)
 
     async def diff_page(request: Request) -> Response:
-        from cohort_finder.store import Store
-        from cohort_finder.store_commands import compare
-
         trial = request.path_params["trial"]
         try:
             a, b = (_int(request.query_params.get(k)) for k in ("from", "to"))
@@ -310,7 +309,7 @@ def create_app(config: Config) -> Starlette:
         Route("/api/trials/{trial}/diff", diff_page),
     ]
     app = Starlette(routes=routes, exception_handlers={_NotFound: not_found})
-    app.add_middleware(_Guard, dispatch=guard)
+    app.add_middleware(BaseHTTPMiddleware, dispatch=guard)
     return app
 
 
@@ -369,6 +368,3 @@ def _view_json(v: PatientView) -> dict[str, Any]:
             for c in rows
         ],
     }
-
-
-from starlette.middleware.base import BaseHTTPMiddleware as _Guard  # noqa: E402

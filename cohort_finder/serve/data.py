@@ -17,14 +17,12 @@ from typing import Any
 
 import orjson
 
-from cohort_finder.model import CriterionInfo
+from cohort_finder.model import CriterionInfo, rules_out
 from cohort_finder.report.funnel import Funnel, funnel
-from cohort_finder.report.views import PatientView, group_of, patient_view
+from cohort_finder.report.views import PatientView, patient_view
 from cohort_finder.store import decisions, runs
-from cohort_finder.store.changes import RunState
+from cohort_finder.store.changes import RESULT_OF, RunState
 from cohort_finder.store.runs import RunInfo
-
-_RESULT = {"m": "met", "n": "not_met", "u": "unknown", "x": "manual"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +85,7 @@ def trial_view(con: sqlite3.Connection, info: RunInfo) -> TrialView:
             deciding = ", ".join(
                 c.id
                 for c, letter in zip(criteria, patient.results, strict=False)
-                if group_of(c.kind, _RESULT.get(letter, "unknown")) == "rules_out"
+                if rules_out(c.kind, RESULT_OF[letter])
             )
             excluded.append(Excluded(pid, deciding))
     return TrialView(
@@ -108,12 +106,13 @@ def patient(con: sqlite3.Connection, info: RunInfo, pid: str) -> PatientView | N
         "SELECT name, identifier, detail FROM worklist WHERE trial_id = ? AND run = ? AND patient = ?",
         (info.trial_id, info.run, pid),
     ).fetchone()
-    current = decisions.latest(con, info.trial_id).get(pid)
+    history = decisions.history(con, info.trial_id, pid)
+    current = history[-1] if history else None
     as_of = date.fromisoformat(info.as_of)
     if row is not None:
         name, identifier, detail = row
         return patient_view(_line(detail, current), info.infos, as_of, name, identifier)
-    state = runs.state(con, info).patients.get(pid)
+    state = runs.patient_state(con, info, pid)
     if state is None:
         return None
     line: dict[str, Any] = {
@@ -122,7 +121,7 @@ def patient(con: sqlite3.Connection, info: RunInfo, pid: str) -> PatientView | N
         "age": None,
         "gender": None,
         "criteria": [
-            {"id": c.id, "kind": c.kind, "result": _RESULT.get(letter, "unknown"), "evidence": []}
+            {"id": c.id, "kind": c.kind, "result": RESULT_OF[letter].value, "evidence": []}
             for c, letter in zip(info.infos, state.results, strict=False)
         ],
     }

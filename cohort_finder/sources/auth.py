@@ -270,8 +270,6 @@ class SmartBackendAuth(_ClientCredentials):
         kid: str | None = None,
         **kwargs: Any,
     ) -> None:
-        if not client_id:
-            raise AuthError("SMART client id is empty")
         self.key_path = Path(key_path)
         self._key, self.alg, self.kid = _load_key(self.key_path, alg, kid)
         super().__init__(session, fhir_base, client_id, **kwargs)

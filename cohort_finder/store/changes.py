@@ -10,8 +10,10 @@ from typing import NamedTuple
 from ..model import Result, Status
 
 ABSENT = "absent"
-_LETTER = {Result.MET: "m", Result.NOT_MET: "n", Result.UNKNOWN: "u", Result.MANUAL: "x"}
-_RESULT = {letter: result.value for result, letter in _LETTER.items()}
+# one letter per result: how the store keeps results, and what the funnel and the overview's
+# filters read
+LETTER = {Result.MET: "m", Result.NOT_MET: "n", Result.UNKNOWN: "u", Result.MANUAL: "x"}
+RESULT_OF = {letter: result for result, letter in LETTER.items()}
 _STATUS_LETTER = {Status.CANDIDATE.value: "c", Status.POSSIBLE.value: "p", Status.EXCLUDED.value: "e", ABSENT: "a"}
 _STATUS = {letter: status for status, letter in _STATUS_LETTER.items()}
 _OPEN = (Status.CANDIDATE.value, Status.POSSIBLE.value)  # still in the running for the trial
@@ -19,7 +21,7 @@ _OPEN = (Status.CANDIDATE.value, Status.POSSIBLE.value)  # still in the running 
 
 def encode_results(results: Sequence[Result]) -> str:
     """One letter per criterion, in the run's criteria order: compact in the store."""
-    return "".join(_LETTER[r] for r in results)
+    return "".join(LETTER[r] for r in results)
 
 
 class PatientState(NamedTuple):
@@ -29,7 +31,7 @@ class PatientState(NamedTuple):
     results: str
 
     def by_criterion(self, criteria: Sequence[str]) -> dict[str, str]:
-        return {cid: _RESULT[letter] for cid, letter in zip(criteria, self.results, strict=False)}
+        return {cid: RESULT_OF[letter].value for cid, letter in zip(criteria, self.results, strict=False)}
 
     def packed(self) -> tuple[str, str]:
         return _STATUS_LETTER[self.status], self.results

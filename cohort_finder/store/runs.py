@@ -191,6 +191,18 @@ def state(con: sqlite3.Connection, info: RunInfo) -> RunState:
     return RunState(info.run, info.as_of, info.criteria_ids, current)
 
 
+def patient_state(con: sqlite3.Connection, info: RunInfo, patient: str) -> PatientState | None:
+    """One patient of a complete run (state() for one, without reading everyone's rows)."""
+    assert info.state == "complete" and info.base_run is not None, info
+    row = con.execute(
+        "SELECT status, results FROM results WHERE trial_id = ? AND patient = ? AND run BETWEEN ? AND ? "
+        "ORDER BY run DESC LIMIT 1",
+        (info.trial_id, patient, info.base_run, info.run),
+    ).fetchone()
+    state = PatientState.unpacked(*row) if row else None
+    return state if state is not None and state.status != "absent" else None
+
+
 @dataclass(frozen=True, slots=True)
 class Completed:
     """What a finished run hands the store."""

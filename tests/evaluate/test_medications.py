@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
+from pathlib import Path
 
 import pytest
 
 from cohort_finder.evaluate.medications import covered_days
+
+from ..paths import CRITERIA
 
 
 def d(text: str) -> date:
@@ -71,3 +75,46 @@ BOUNDS = [{"text": "no timing"}, {"timing": {"repeat": {"boundsPeriod": {"start"
 )
 def test_orders_and_dispenses_give_their_periods(resource: dict[str, object], span: tuple[str, str] | None) -> None:
     assert _span(resource) == (None if span is None else (d(span[0]), d(span[1])))
+
+
+PREGABALIN = {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "483438"}]}
+
+
+def _dispense(pid: str, status: str | None, days: int) -> dict[str, object]:
+    res: dict[str, object] = {"resourceType": MD, "id": f"{pid}-d", "medicationCodeableConcept": PREGABALIN,
+                              "subject": {"reference": f"Patient/{pid}"}, "whenHandedOver": "2026-04-02",
+                              "daysSupply": {"value": days, "unit": "days", "code": "d"}}  # fmt: skip
+    if status is not None:
+        res["status"] = status
+    return res
+
+
+def test_dispense_and_order_statuses_each_side(tmp_path: Path) -> None:
+    """A dispense counts when completed or without a status (R4 requires one; some exports drop
+    it), never when declined; a declined order never counts (contract §3)."""
+    from cohort_finder import api
+
+    records = {
+        "none-90": _dispense("none-90", None, 90),  # just inside: 2026-04-02..06-30
+        "none-89": _dispense("none-89", None, 89),  # just outside
+        "completed-90": _dispense("completed-90", "completed", 90),
+        "declined-90": _dispense("declined-90", "declined", 90),
+        "order-declined": {"resourceType": MR, "id": "o", "status": "declined", "intent": "order",
+                           "medicationCodeableConcept": PREGABALIN, "subject": {"reference": "Patient/order-declined"},
+                           "authoredOn": "2026-01-01",
+                           "dispenseRequest": {"validityPeriod": {"start": "2026-01-01", "end": "2026-06-30"}}},
+    }  # fmt: skip
+    lines = [{"resourceType": "Patient", "id": pid, "birthDate": "1960-01-01"} for pid in records]
+    (tmp_path / "data.ndjson").write_text("\n".join(json.dumps(r) for r in [*lines, *records.values()]) + "\n")
+    results = api.run(CRITERIA / "nct07183761.yaml", tmp_path, as_of="2026-06-30")
+    got = {
+        p["id"]: next(c["result"] for c in p["criteria"] if c["id"] == "conventional_therapy_3_months")
+        for p in results.patients
+    }
+    assert got == {
+        "none-90": "met",
+        "none-89": "unknown",  # fewer than 90 days: the treatment may be recorded elsewhere
+        "completed-90": "met",
+        "declined-90": "unknown",
+        "order-declined": "unknown",
+    }

@@ -35,10 +35,10 @@ def test_counts_alone_in_order_unknown_and_left() -> None:
 def test_no_patients_draws_no_bars() -> None:
     f = funnel(CRITERIA, [])
     assert f.patients == 0 and all(s.remaining == 0 for s in f.steps)
-    assert all(b.kept == 0 and b.removed == 0 for b in bars(f))
+    assert all(b.kept == 0 and b.removed == 0 for b in bars(f).rows)
 
 
 def test_bars_are_to_scale_below_the_all_patients_row() -> None:
-    b = bars(funnel(CRITERIA, ["nmnx", "mmnx"]))
+    b = bars(funnel(CRITERIA, ["nmnx", "mmnx"])).rows
     assert b[0].y == ROW  # row 0 is all patients
     assert (b[0].kept, b[0].removed) == (BAR / 2, BAR / 2)

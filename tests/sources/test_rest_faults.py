@@ -26,8 +26,8 @@ from cohort_finder.errors import SourceError
 from cohort_finder.model import ALL_PATIENTS, Result, RunError
 from cohort_finder.pipeline import evaluate_source
 from cohort_finder.search_plan import Search, plan
-from cohort_finder.source_factory import offers_export
 from cohort_finder.sources.base import Item
+from cohort_finder.sources.capability import read_capability
 from cohort_finder.sources.http import FhirHttp, HttpSettings
 from cohort_finder.sources.rest import RestSource
 
@@ -590,7 +590,7 @@ def test_a_capability_statement_of_any_shape_is_read_without_a_crash(
     httpserver: HTTPServer, statement: dict[str, Any], offers: bool
 ) -> None:
     serve(httpserver, "/fhir/metadata", statement)
-    assert offers_export(http_for(httpserver)) is offers
+    assert read_capability(http_for(httpserver)).export is offers
 
 
 def test_a_server_where_every_search_fails_could_not_be_read_at_all(httpserver: HTTPServer) -> None:

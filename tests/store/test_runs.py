@@ -133,3 +133,20 @@ def test_a_run_stored_before_key_values_reads_as_before(tmp_path: Path) -> None:
     info = runs.get(store.con, run)
     assert info is not None and info.criteria_ids == ("alive", "age_18_80")
     assert info.keys == () and all(c.computable for c in info.infos)
+
+
+def test_one_patients_state_is_what_the_whole_state_says(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "h.sqlite")
+    rng = random.Random(3)
+    ids = [f"p{n}" for n in range(30)]
+    state = _random_state(rng, ids)
+    for night in range(5):
+        state = dict(state)
+        state[f"p{night}"] = _random_state(rng, ["x"])["x"]  # one changes a night
+        state.pop(f"p{10 + night}")  # one leaves
+        run = _complete(store, TRIAL, f"2026-06-{night + 1:02d}", state)
+    info = runs.get(store.con, run)
+    assert info is not None
+    whole = runs.state(store.con, info).patients
+    for pid in [*ids, "nobody"]:
+        assert runs.patient_state(store.con, info, pid) == whole.get(pid)

@@ -202,3 +202,4 @@ class RunResult:
     criteria: tuple[CriterionInfo, ...]
     patients: tuple[PatientResult, ...]  # sorted by id
     errors: tuple[RunError, ...]
+    source_lacks: tuple[str, ...] = ()  # resource types the server does not offer (contract §3)

@@ -212,7 +212,9 @@ def _collect(trial: Trial, source: Source, engine: Engine, as_of: date) -> Linke
     return link(catalogue, plan_for(trial, as_of), engine.place)
 
 
-def _header(trial: Trial, as_of: date, source_label: str, errors: Sequence[RunError]) -> RunResult:
+def _header(
+    trial: Trial, as_of: date, source_label: str, errors: Sequence[RunError], source: Source | None = None
+) -> RunResult:
     """The run without its patients (they are added, or rendered, by the caller)."""
     return RunResult(
         trial_id=trial.id,
@@ -223,6 +225,7 @@ def _header(trial: Trial, as_of: date, source_label: str, errors: Sequence[RunEr
         criteria=trial.infos,
         patients=(),
         errors=tuple(errors),
+        source_lacks=tuple(getattr(source, "lacks", ())),
     )
 
 
@@ -240,7 +243,7 @@ def evaluate_source(
         patients, kept = evaluate_patients(trial, linked, as_of, linked.ids)
         done = Evaluated(patients, linked.errors, kept)
     _log_evaluated(done.kept, len(done.patients), started)
-    return replace(_header(trial, as_of, source_label, done.errors), patients=tuple(done.patients))
+    return replace(_header(trial, as_of, source_label, done.errors, source), patients=tuple(done.patients))
 
 
 def _log_evaluated(kept: int, patients: int, started: float) -> None:
@@ -314,14 +317,14 @@ def _run(
             done = engine.evaluate(trial, source, as_of)
             if recorder:
                 recorder.guard_empty(len(done.patients))
-            header = _header(trial, as_of, source_label, done.errors)
+            header = _header(trial, as_of, source_label, done.errors, source)
             renderer = PatientRenderer(header.criteria, incomplete_patients(done.errors), previous, decisions, as_of)
             rendered, kept = renderer.render(done.patients), done.kept
         else:
             linked = _collect(trial, source, engine, as_of)
             if recorder:
                 recorder.guard_empty(len(linked.patients))
-            header = _header(trial, as_of, source_label, linked.errors)
+            header = _header(trial, as_of, source_label, linked.errors, source)
             incomplete = incomplete_patients(linked.errors)
             rendered, kept = evaluate_and_render(
                 linked.ids,
@@ -346,6 +349,8 @@ def _run(
     )
     if recorder is not None:
         totals = {"patients": len(rendered), **counts, "errors": len(header.errors)}
-        notes = getattr(source, "notes", None)
+        notes = dict(getattr(source, "notes", None) or {})
+        if header.source_lacks:
+            notes["lacks"] = list(header.source_lacks)
         recorder.complete(current, totals, header.errors, since, summary.exit_code, worklist_rows(rendered), notes)
     return summary

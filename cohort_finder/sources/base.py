@@ -42,6 +42,20 @@ def not_a_resource(data: Any) -> str | None:
     return None
 
 
+class BrokenLinks(ValueError):
+    """A page whose `link` is not a list: whether it has a next page cannot be told."""
+
+
+def next_link(bundle: dict[str, Any]) -> str | None:
+    links = bundle.get("link")
+    if links is not None and not isinstance(links, list):
+        raise BrokenLinks("Bundle.link is not a list: whether more pages follow cannot be told")
+    for link in links or []:
+        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+            return str(link["url"])
+    return None
+
+
 def unpack(resource: dict[str, Any], origin: str, full_url: str | None = None) -> Iterator[Item | RunError]:
     """Yield the resource, or the entries of a Bundle (any type), recursively."""
     if resource.get("resourceType") != "Bundle":

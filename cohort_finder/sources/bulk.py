@@ -14,7 +14,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -27,15 +27,14 @@ from ..errors import SourceError
 from ..facts import MEDICATION_TYPES
 from ..model import ALL_PATIENTS, RunError
 from ..search_plan import Search
-from . import bulk_cache, jsontext
-from .base import Item, unpack
+from . import bulk_cache, jsontext, medications
+from .base import Item
 from .files import FileSource
-from .http import FetchError, FhirHttp, full_url, json_body, operation_outcome_text
-from .rest import BrokenLinks, next_link
+from .http import FetchError, FhirHttp, json_body, operation_outcome_text
+from .rest import refused_status
 
 log = logging.getLogger(__name__)
 NDJSON = "application/fhir+ndjson"
-_MED_REF = re.compile(rb'"medicationReference"\s*:\s*\{[^{}]*?"reference"\s*:\s*"(?:[^"]*/)?Medication/([^"/]+)"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +46,19 @@ class BulkRequest:
 
     @classmethod
     def from_searches(
-        cls, searches: list[Search], level: str = "Patient", since: str | None = None, use_type_filters: bool = True
+        cls,
+        searches: list[Search],
+        level: str = "Patient",
+        since: str | None = None,
+        use_type_filters: bool = True,
+        medication: bool = True,
     ) -> BulkRequest:
         """The REST plan's restriction as `_type` and `_typeFilter`. The Bulk spec ORs several
         filters for one type, but servers differ (sekmet ANDs them), so a type whose plan needs
-        more than one filter is exported whole and reduced here: never a silent loss."""
-        types = sorted(
-            {s.resource_type for s in searches}
-            | ({"Medication"} if any(s.resource_type in MEDICATION_TYPES for s in searches) else set())
-        )
+        more than one filter is exported whole and reduced here: never a silent loss.
+        `medication`: the server offers Medication (Oracle Health refuses it in `_type`)."""
+        with_medication = medication and any(s.resource_type in MEDICATION_TYPES for s in searches)
+        types = sorted({s.resource_type for s in searches} | ({"Medication"} if with_medication else set()))
         by_type: dict[str, list[str]] = {}
         for search in searches:
             params = [(k, v) for k, v in search.params if k not in ("_count", "_include")]
@@ -72,6 +75,24 @@ class BulkRequest:
     def key(self, base: str) -> str:
         text = orjson.dumps([base, self.level, self.types, self.type_filters, self.since])
         return hashlib.sha256(text).hexdigest()[:16]
+
+
+class _FiltersRefused(Exception):
+    """A kick-off with `_typeFilter` refused as a bad request."""
+
+
+def _filters_memo(cache_root: Path, base: str) -> Path:
+    return cache_root / f"no-typefilter-{hashlib.sha256(base.encode()).hexdigest()[:16]}"
+
+
+def filters_refused(cache_root: Path, base: str) -> bool:
+    """Has this server refused `_typeFilter` before? (Then it is not sent again.)"""
+    return _filters_memo(cache_root, base).exists()
+
+
+def remember_filters_refused(cache_root: Path, base: str) -> None:
+    cache_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _filters_memo(cache_root, base).touch()
 
 
 def _state(path: Path) -> dict[str, Any]:
@@ -122,6 +143,8 @@ class BulkSource:
     reused as it is. An interrupted run resumes its export (polling the same job, downloading
     what is missing). `notes` says what was done, for the run store."""
 
+    lacks: tuple[str, ...] = ()  # resource types the server does not offer (contract §3)
+
     def __init__(
         self,
         http: FhirHttp,
@@ -133,10 +156,13 @@ class BulkSource:
         max_wait: float = 6 * 3600,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        fetch_medications: bool = True,
     ) -> None:
         self.http = http
         self.request = request
         self.folder = cache_root / request.key(http.base)
+        self.cache_root = cache_root
+        self.fetch_medications = fetch_medications  # False: the server offers no Medication
         self.reuse = reuse
         self.full_refresh_days = full_refresh_days
         self.max_wait = max_wait
@@ -155,7 +181,19 @@ class BulkSource:
 
     # -- the export job ---------------------------------------------------------------
     def fetch(self) -> Path:
-        """The folder of NDJSON files of the export, brought up to date first."""
+        """The folder of NDJSON files of the export, brought up to date first. A server that
+        refuses `_typeFilter` (Oracle Health: 422 on what it does not support) is asked again
+        without it, and remembered: the export is then wider, and the rules reduce it."""
+        try:
+            return self._fetch()
+        except _FiltersRefused as exc:
+            log.warning("the server refuses _typeFilter (%s): exporting the types unfiltered", exc)
+            remember_filters_refused(self.cache_root, self.http.base)
+            self.request = replace(self.request, type_filters=())
+            self.folder = self.cache_root / self.request.key(self.http.base)
+            return self._fetch()
+
+    def _fetch(self) -> Path:
         files, incoming, job_path = self.folder / "files", self.folder / "incoming", self.folder / "job.json"
         cached = bulk_cache.read_state(self.folder)
         if self.request.since is not None and cached is not None and self.reuse:
@@ -221,6 +259,7 @@ class BulkSource:
             self.http.request("DELETE", job["status_url"], expect=(200, 202, 204, 404))
         except FetchError as exc:
             log.info("could not delete the finished export job: %s", exc)
+        log.info("bulk export: %d requests in this run", self.http.requests)
         return files
 
     def _deleted(self, manifest: dict[str, Any]) -> set[tuple[str, str]]:
@@ -249,13 +288,18 @@ class BulkSource:
         url = self.http.url(path)
         waited = 0.0
         while True:
-            response = self.http.request(
-                "GET",
-                url,
-                params=params,
-                headers={"Prefer": "respond-async", "Accept": "application/fhir+json"},
-                expect=(202, 429),
-            )
+            try:
+                response = self.http.request(
+                    "GET",
+                    url,
+                    params=params,
+                    headers={"Prefer": "respond-async", "Accept": "application/fhir+json"},
+                    expect=(202, 429),
+                )
+            except FetchError as exc:
+                if self.request.type_filters and refused_status(str(exc)):
+                    raise _FiltersRefused(str(exc)) from exc
+                raise
             if response.status_code == 202:
                 break
             # 429 after the HTTP layer's own retries: Oracle Health answers so while another
@@ -373,39 +417,26 @@ class BulkSource:
 
     def _fetch_missing_medications(self, files: Path) -> None:
         """Patient-level exports leave out Medications (not in the patient compartment): fetch
-        the ones the statements and requests point at, by id, in a few searches."""
+        the ones the statements and requests point at, by id."""
+        if not self.fetch_medications:
+            return  # the server offers no Medication: records keep their codes only
         wanted: set[str] = set()
         have: set[str] = set()
         for path in files.glob("*.ndjson"):
             if path.name.startswith(MEDICATION_TYPES):
-                wanted.update(m.decode() for m in _MED_REF.findall(path.read_bytes()))
+                wanted |= medications.referenced_ids(path.read_bytes())
             elif path.name.startswith("Medication."):
                 for line in path.read_bytes().splitlines():
                     try:
                         have.add(str(jsontext.loads(line).get("id")))
                     except (jsontext.JSONTextError, AttributeError):
                         continue  # the file reader reports the bad line itself
-        missing = sorted(wanted - have)
-        if not missing:
+        if not wanted - have:
             return
         lines = []
-        for start in range(0, len(missing), 100):
-            ids = ",".join(missing[start : start + 100])
-            url: str | None = self.http.url("Medication")
-            params: dict[str, str] | None = {"_id": ids, "_count": "1000"}
-            while url is not None:
-                try:
-                    bundle = self.http.get_json(url, params=params)
-                    link = next_link(bundle)
-                except (FetchError, BrokenLinks) as exc:
-                    where = exc.url if isinstance(exc, FetchError) else full_url(url, params)
-                    self.errors.append(RunError(where, f"referenced Medications could not be fetched: {exc}"))
-                    break
-                page = full_url(url, params)
-                for item in unpack(bundle, page):
-                    if isinstance(item, RunError):
-                        self.errors.append(item)
-                    else:
-                        lines.append(jsontext.dumps(item.resource))
-                url, params = (self.http.url(link) if link else None), None
+        for item in medications.fetch_medications(self.http, wanted - have):
+            if isinstance(item, RunError):
+                self.errors.append(item)
+            else:
+                lines.append(jsontext.dumps(item.resource))
         (files / "Medication.referenced.ndjson").write_text("".join(f"{line}\n" for line in lines))

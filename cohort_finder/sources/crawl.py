@@ -22,11 +22,15 @@ from typing import Any
 import orjson
 
 from ..errors import SourceError, UsageError
+from ..facts import ref_key
 from ..model import ALL_PATIENTS, RunError
 from ..search_plan import Search
 from .base import Item
+from .bulk import BulkRequest, BulkSource
+from .capability import Capability
 from .http import FetchError, FhirHttp
-from .rest import RestSource
+from .medications import Referenced, fetch_medications
+from .rest import COUNT_FALLBACK, RestSource
 
 log = logging.getLogger(__name__)
 
@@ -44,21 +48,44 @@ def patients_from_file(path: Path) -> list[str]:
     return ids
 
 
-def patients_of_group(http: FhirHttp, group: str) -> list[str]:
-    """The Patient members of Group/`group`."""
+def patients_of_group(http: FhirHttp, group: str, cache_root: Path | None = None) -> list[str]:
+    """The Patient members of Group/`group`. A read that lists none (EHRs may leave a large
+    Group's `member` out) is followed, given a cache folder, by `Group/ID/$export?_type=Patient`,
+    as smart-fetch does."""
     try:
         body = http.get_json(http.url(f"Group/{group}"))
     except FetchError as exc:
         raise SourceError(f"could not read Group/{group}: {exc}") from None
+    ids = _members(body)
+    if not ids and cache_root is not None:
+        log.info("Group/%s lists no members: exporting its Patients to learn them", group)
+        ids = _exported_patients(http, group, cache_root)
+    if not ids:
+        raise SourceError(f"Group/{group} lists no Patient members: give --patients-file FILE instead")
+    return ids
+
+
+def _exported_patients(http: FhirHttp, group: str, cache_root: Path) -> list[str]:
+    export = BulkSource(
+        http, BulkRequest(f"Group/{group}", ("Patient",)), cache_root / "members", reuse=False, fetch_medications=False
+    )
+    try:
+        read = list(export.read())
+    except FetchError as exc:
+        raise SourceError(f"Group/{group} lists no members and its Patient export failed: {exc}") from None
+    ids = [i.resource["id"] for i in read if isinstance(i, Item) and isinstance(i.resource.get("id"), str)]
+    return list(dict.fromkeys(ids))
+
+
+def _members(body: Any) -> list[str]:
     members = body.get("member") if isinstance(body, dict) else None
     ids = []
     for member in members if isinstance(members, list) else []:
         entity = member.get("entity") if isinstance(member, dict) else None
         ref = entity.get("reference") if isinstance(entity, dict) else None
-        if isinstance(ref, str) and "Patient/" in ref:
-            ids.append(ref.rsplit("Patient/", 1)[1].split("/", 1)[0])
-    if not ids:
-        raise SourceError(f"Group/{group} lists no Patient members: give --patients-file FILE instead")
+        key = ref_key(ref) if isinstance(ref, str) else ""
+        if key.startswith("Patient/"):
+            ids.append(key.removeprefix("Patient/"))
     return list(dict.fromkeys(ids))
 
 
@@ -100,18 +127,26 @@ class _ThrottledHttp:
         return self._http.requests
 
 
-def per_patient(searches: list[Search], pid: str) -> list[Search]:
-    """The plan's searches for one patient: the Patient by `_id`, the others with `patient=`."""
+def per_patient(searches: list[Search], pid: str, capability: Capability | None = None) -> list[Search]:
+    """The plan's searches for one patient: the Patient by `_id`, the others with `patient=`
+    (`subject=Patient/ID` on a type whose statement lists only that). Pages of at most 200: one
+    patient's search rarely fills that, and servers that cap `_count` refuse more (Oracle
+    Health), which would cost a refused request per search."""
     out = []
     for s in searches:
         if s.resource_type == "Patient":
             out.append(Search("Patient", (("_id", pid),)))
-        else:
-            out.append(Search(s.resource_type, (("patient", pid), *s.params)))
+            continue
+        param = capability.patient_param(s.resource_type) if capability else "patient"
+        value = f"Patient/{pid}" if param == "subject" else pid
+        params = tuple((k, str(min(int(v), COUNT_FALLBACK)) if k == "_count" else v) for k, v in s.params)
+        out.append(Search(s.resource_type, ((param, value), *params)))
     return out
 
 
 class CrawlSource:
+    lacks: tuple[str, ...] = ()  # resource types the server does not offer (contract §3)
+
     def __init__(
         self,
         http: FhirHttp,
@@ -121,10 +156,14 @@ class CrawlSource:
         *,
         concurrency: int = 4,
         rate: float = 10.0,
+        capability: Capability | None = None,
+        medications_by_id: bool = False,
     ) -> None:
         self.http = http
         self.searches = searches
         self.patients = patients
+        self.capability = capability
+        self.medications_by_id = medications_by_id  # the server lists no _include: read them after
         self.concurrency = max(1, concurrency)
         self.throttle = _Throttle(rate)
         key = hashlib.sha256(orjson.dumps([http.base, [[s.resource_type, s.params] for s in searches], patients]))
@@ -135,7 +174,7 @@ class CrawlSource:
         return self.http.base
 
     def _crawl_one(self, pid: str) -> dict[str, Any]:
-        rest = RestSource(_ThrottledHttp(self.http, self.throttle), per_patient(self.searches, pid))  # type: ignore[arg-type]
+        rest = RestSource(_ThrottledHttp(self.http, self.throttle), per_patient(self.searches, pid, self.capability))  # type: ignore[arg-type]
         items, errors = [], []
         for search in rest.searches:
             for got in rest._search(search):
@@ -178,14 +217,25 @@ class CrawlSource:
                 if finished % 100 == 0 or finished == len(todo):
                     rate = finished / max(time.monotonic() - started, 1e-9)
                     log.info("crawl: %d/%d patients (%.1f/s)", finished, len(todo), rate)
+        log.info(
+            "crawl: %d patients done, %d requests in this run, %d pages in all",
+            len(done),
+            self.http.requests,
+            sum(int(r.get("pages") or 0) for r in done.values()),
+        )
         if not any(r.get("pages") for r in done.values()) and any(r["errors"] for r in done.values()):
             first = next(r["errors"][0] for r in done.values() if r["errors"])
             raise SourceError(f"could not read {self.http.base} at all: every search failed ({first[0]}: {first[1]})")
+        referenced = Referenced()
         for pid in self.patients:
             record = done[pid]
             for origin, full_url, resource in record["items"]:
+                if self.medications_by_id:
+                    referenced.see(resource)
                 yield Item(resource, origin, full_url)
             for source, message, who, rtype in record["errors"]:
                 yield RunError(source, message, who, rtype)
+        if referenced.missing():
+            yield from fetch_medications(self.http, referenced.missing())
         # a finished crawl starts afresh next time: the data may have changed since
         (self.state / "done.ndjson").unlink()

@@ -10,31 +10,17 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from ..errors import SourceError
 from ..model import ALL_PATIENTS, RunError
 from ..search_plan import Search
-from .base import Item, Source, unpack
+from .base import BrokenLinks, Item, Source, next_link, unpack
 from .http import FetchError, FhirHttp, full_url
+from .medications import Referenced, fetch_medications
 
 log = logging.getLogger(__name__)
 STRICT = {"Prefer": "handling=strict"}  # a misspelt search parameter fails loudly, not silently ignored
 MAX_PAGES = 1_000_000
-
-
-class BrokenLinks(ValueError):
-    """A page whose `link` is not a list: whether it has a next page cannot be told."""
-
-
-def next_link(bundle: dict[str, Any]) -> str | None:
-    links = bundle.get("link")
-    if links is not None and not isinstance(links, list):
-        raise BrokenLinks("Bundle.link is not a list: whether more pages follow cannot be told")
-    for link in links or []:
-        if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
-            return str(link["url"])
-    return None
 
 
 # A search the server answers with one of these refuses it (Epic: an Observation search needs
@@ -43,8 +29,13 @@ _REFUSED = re.compile(r"\bHTTP (400|403|405|422)\b")
 NEEDS_A_LIST = "give --group ID (its members) or --patients-file FILE (one id a line) to search patient by patient"
 
 
+def refused_status(message: str) -> bool:
+    """Does a failure's message show a refusal (400, 403, 405, 422) rather than a fault?"""
+    return _REFUSED.search(message) is not None
+
+
 def refused(error: RunError) -> bool:
-    return error.patient_id == ALL_PATIENTS and _REFUSED.search(error.message) is not None
+    return error.patient_id == ALL_PATIENTS and refused_status(error.message)
 
 
 COUNT_FALLBACK = 200  # the page size servers that cap _count accept (Oracle Health, HAPI's default)
@@ -52,7 +43,7 @@ COUNT_FALLBACK = 200  # the page size servers that cap _count accept (Oracle Hea
 
 def _smaller_count(params: dict[str, str] | None, exc: FetchError) -> str | None:
     """The _count to ask again with, when a first page was refused and asked for more than 200."""
-    if not params or not _REFUSED.search(str(exc)):
+    if not params or not refused_status(str(exc)):
         return None
     try:
         asked = int(params.get("_count", "0"))
@@ -66,12 +57,23 @@ class RestSource:
     per-patient crawl of a given list); without one, a refusal stops the run with a message
     that says to give a list."""
 
-    def __init__(self, http: FhirHttp, searches: list[Search], crawl: Callable[[], Source] | None = None) -> None:
+    lacks: tuple[str, ...] = ()  # resource types the server does not offer (contract §3)
+
+    def __init__(
+        self,
+        http: FhirHttp,
+        searches: list[Search],
+        crawl: Callable[[], Source] | None = None,
+        *,
+        medications_by_id: bool = False,
+    ) -> None:
         self.http = http
         self.searches = searches
         self.crawl = crawl
+        self.medications_by_id = medications_by_id  # the server lists no _include: read them after
         self.pages = 0
         self.resources = 0
+        self.count_cap: str | None = None  # a _count the server accepted after refusing a larger one
 
     def describe(self) -> str:
         return self.http.base
@@ -98,12 +100,17 @@ class RestSource:
     def _population(self) -> Iterator[Item | RunError]:
         first_failure: RunError | None = None
         refusal: RunError | None = None
+        referenced = Referenced()
         for search in self.searches:
             for item in self._search(search):
                 if isinstance(item, RunError) and item.patient_id == ALL_PATIENTS:
                     first_failure = first_failure or item
                     refusal = refusal or (item if refused(item) else None)
+                elif isinstance(item, Item) and self.medications_by_id:
+                    referenced.see(item.resource)
                 yield item
+        if refusal is None and referenced.missing():
+            yield from fetch_medications(self.http, referenced.missing())
         if refusal is not None and self.crawl is not None:
             return  # read() searches patient by patient instead
         if refusal is not None:
@@ -126,7 +133,10 @@ class RestSource:
 
     def _search(self, search: Search) -> Iterator[Item | RunError]:
         url: str | None = self.http.url(search.resource_type)
-        params: dict[str, str] | None = dict(search.params)
+        first = dict(search.params)
+        if self.count_cap is not None and "_count" in first:
+            first["_count"] = self.count_cap  # learnt from an earlier refusal: not asked again
+        params: dict[str, str] | None = first
         seen: set[str] = set()
         while url is not None:
             try:
@@ -140,6 +150,7 @@ class RestSource:
                         "%s refused _count=%s: asking with _count=%s", search.resource_type, params["_count"], smaller
                     )
                     params = {**(params or {}), "_count": smaller}
+                    self.count_cap = smaller
                     continue
                 yield RunError(exc.url, f"search page failed: {exc}", ALL_PATIENTS, search.resource_type)
                 return

@@ -23,7 +23,7 @@ from cohort_finder.criteria import load_trial
 from cohort_finder.model import ALL_PATIENTS, Result, RunError
 from cohort_finder.pipeline import evaluate_source
 from cohort_finder.sources.base import Item
-from cohort_finder.sources.bulk import BulkRequest, BulkSource
+from cohort_finder.sources.bulk import BulkRequest, BulkSource, filters_refused
 from cohort_finder.sources.http import FetchError, FhirHttp, HttpSettings
 
 from ..paths import CRITERIA
@@ -683,3 +683,26 @@ def test_odd_manifest_entries_are_errors_and_a_type_never_becomes_a_path(
     assert all(e.patient_id == ALL_PATIENTS for e in errors)
     names = sorted(p.name for p in (source.folder / "incoming").iterdir())  # incomplete: not merged
     assert names == ["Observation.0003.ndjson", "Resource.0000.ndjson"]
+
+
+def test_a_kick_off_refusing_type_filter_is_asked_again_without_it_and_remembered(
+    httpserver: HTTPServer, tmp_path: Path
+) -> None:
+    """Oracle Health answers 422 to a `_typeFilter` it does not support: the export is asked
+    for again unfiltered (wider, still correct: the rules reduce it), and later runs do not
+    send the filter again."""
+    filtered = BulkRequest(level="Patient", types=("Patient", "Observation"), type_filters=("Observation?code=x",))
+
+    def kick_off(request: Request) -> Response:
+        if request.args.getlist("_typeFilter"):
+            return Response(json.dumps(outcome("_typeFilter is not supported")), status=422)
+        return Response(status=202, headers={"Content-Location": httpserver.url_for(STATUS)})
+
+    httpserver.expect_request(KICK_OFF).respond_with_handler(kick_off)
+    server = standard_export(httpserver)  # its own kick-off handler comes second: never reached
+    items, errors = read(bulk(httpserver, tmp_path, request=filtered))
+    assert errors == [] and ids(items) == EVERYTHING
+    asked = [r.args.getlist("_typeFilter") for r in server.requests_to(KICK_OFF)]
+    assert asked == [["Observation?code=x"], []]
+    assert filters_refused(tmp_path, http_for(httpserver).base)
+    assert not filters_refused(tmp_path, "https://another.example/fhir")

@@ -577,7 +577,10 @@ def test_a_failing_observation_search_makes_every_patients_lab_results_unknown(h
     ("statement", "offers"),
     [
         ({"resourceType": "CapabilityStatement", "rest": [{"operation": [{"name": "export"}]}]}, True),
-        ({"resourceType": "CapabilityStatement", "rest": [{"resource": [{"operation": [{"name": "export"}]}]}]}, True),
+        (
+            {"resourceType": "CapabilityStatement", "rest": [{"resource": [{"operation": [{"name": "export"}]}]}]},
+            False,  # an operation of a resource that names no type belongs to nothing
+        ),
         ({"resourceType": "CapabilityStatement", "rest": {"operation": [{"name": "export"}]}}, False),
         (
             {"resourceType": "CapabilityStatement", "rest": [5, {"resource": "x", "operation": {"name": "export"}}]},
@@ -605,3 +608,48 @@ def test_a_server_where_every_search_fails_could_not_be_read_at_all(httpserver: 
     httpserver.expect_request("/fhir/Condition").respond_with_response(fhir(outcome("down"), 503))
     items, errors = split(RestSource(http_for(httpserver), [PATIENTS, Search("Condition")]))
     assert items == [] and len(errors) == 1
+
+
+def test_a_count_over_the_servers_cap_is_asked_again_with_200_and_not_asked_again(httpserver: HTTPServer) -> None:
+    """A server that caps `_count` says so only by refusing (Oracle Health: 422 over 200): the
+    refused page is asked for again with 200, and the run's later searches start at 200."""
+    asked: list[str] = []
+
+    def capped(request: Request) -> Response:
+        asked.append(f"{request.path.rsplit('/', 1)[-1]}:{request.args['_count']}")
+        if int(request.args["_count"]) > 200:
+            return fhir(outcome("_count may not exceed 200"), 422)
+        kind = request.path.rsplit("/", 1)[-1]
+        return fhir(bundle([patient("p1")] if kind == "Patient" else [condition("c1")]))
+
+    httpserver.expect_request("/fhir/Patient").respond_with_handler(capped)
+    httpserver.expect_request("/fhir/Condition").respond_with_handler(capped)
+    searches = [Search("Patient", (("_count", "1000"),)), Search("Condition", (("_count", "1000"),))]
+    items, errors = split(RestSource(http_for(httpserver), searches))
+    assert errors == [] and sorted(i.resource["id"] for i in items) == ["c1", "p1"]
+    assert asked == ["Patient:1000", "Patient:200", "Condition:200"]
+
+
+def test_medications_the_orders_reference_are_read_by_id_when_include_is_not_listed(httpserver: HTTPServer) -> None:
+    order = {
+        "resourceType": "MedicationRequest",
+        "id": "mr1",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+        "medicationReference": {"reference": "Medication/m1"},
+    }
+    httpserver.expect_request("/fhir/Patient").respond_with_response(fhir(bundle([patient("p1")])))
+    httpserver.expect_request("/fhir/MedicationRequest").respond_with_response(fhir(bundle([order])))
+    medication = {"resourceType": "Medication", "id": "m1", "code": {"text": "pregabalin"}}
+    httpserver.expect_request("/fhir/Medication", query_string={"_id": "m1", "_count": "100"}).respond_with_response(
+        fhir(bundle([medication]))
+    )
+    searches = [PATIENTS, Search("MedicationRequest", (("_count", "2"),))]
+    items, errors = split(RestSource(http_for(httpserver), searches, medications_by_id=True))
+    assert errors == []
+    assert [f"{i.resource['resourceType']}/{i.resource['id']}" for i in items] == [
+        "Patient/p1",
+        "MedicationRequest/mr1",
+        "Medication/m1",
+    ]

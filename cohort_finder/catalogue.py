@@ -21,10 +21,9 @@ from .facts import (
     contained_medication,
     medication_def,
     patient_fact,
-    patient_reference,
-    ref_key,
 )
 from .model import Fact, PatientFact, RunError
+from .references import held_reference, own_id, patient_id, patient_reference, resolved_key
 from .sources.base import Item
 
 _VOID = "entered-in-error"
@@ -37,14 +36,6 @@ def _instant(value: str | None) -> datetime | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-
-
-def held_reference(ref: str) -> str:
-    """A clinical row's patient link as the catalogue holds it: `Patient/x` as `x`, so that
-    linking need not rebuild the row; anything else (urn:uuid, another type) as written, to
-    be resolved, or reported, when linking."""
-    key = ref if ref.startswith("urn:") else ref_key(ref)
-    return key.removeprefix("Patient/")
 
 
 def newer_or_same(new: str | None, old: str | None) -> bool:
@@ -87,13 +78,9 @@ class Catalogue:
     def _add(self, item: Item) -> None:
         res: dict[str, Any] = item.resource
         rtype = str(res["resourceType"])
-        rid = res.get("id")
-        if not isinstance(rid, str) or not rid:
-            # a transaction entry may carry its identity only in fullUrl
-            if item.full_url and item.full_url.startswith("urn:uuid:"):
-                rid = item.full_url.removeprefix("urn:uuid:")
-            else:
-                raise FactError("resource has no id")
+        rid = own_id(res, item.full_url)  # a transaction entry may carry it only in fullUrl
+        if rid is None:
+            raise FactError("resource has no id")
         key = f"{rtype}/{rid}"
         if item.full_url:
             self.full_urls[item.full_url] = key
@@ -144,10 +131,7 @@ class Catalogue:
         something else or nothing."""
         if ref in self.patients:
             return ref
-        key = self.full_urls.get(ref, ref) if ref.startswith("urn:") else ref_key(ref)
-        if key.startswith("Patient/"):
-            return key.removeprefix("Patient/")
-        return None
+        return patient_id(resolved_key(ref, self.full_urls))
 
     def link(self) -> tuple[dict[str, list[Fact]], list[RunError]]:
         """Facts grouped by patient id, and the errors linking found (orphans, missing
@@ -188,7 +172,7 @@ class Catalogue:
         for (rtype, rid), (ref, origin) in self.other_refs.items():
             if (rtype, rid) in self.facts:
                 continue  # reported with the facts above
-            key = self.full_urls.get(ref, ref) if ref.startswith("urn:") else ref_key(ref)
+            key = resolved_key(ref, self.full_urls)
             unresolved = key.startswith("urn:")  # a fullUrl no resource in the source carries
             if unresolved or (key.startswith("Patient/") and key.removeprefix("Patient/") not in self.patients):
                 errors.append(RunError(origin, f"{rtype}/{rid} references {ref}, which is not a Patient in the source"))

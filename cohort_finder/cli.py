@@ -8,18 +8,18 @@ every command. The run store's commands (history, diff, review) are in store_com
 from __future__ import annotations
 
 import logging
-import sys
-from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import click
 
-from . import __version__, logs
+from . import __version__, logs, store_commands
+from .cli_common import CommandGroup, store_option
 from .criteria import load_trial
 from .engines import ENGINES, get_engine
 from .errors import CohortFinderError, UsageError
 from .pipeline import run as run_pipeline
+from .serve import command as serve_command
 from .settings import load_settings
 from .source_factory import ServerOptions, is_server, open_source, publish_cohort
 from .store import DEFAULT_NAME, Store, db
@@ -35,12 +35,9 @@ def _as_of(value: str | None) -> date:
         raise UsageError(f"--as-of must be a date YYYY-MM-DD, not {value!r}") from exc
 
 
-def _fail(exc: CohortFinderError) -> None:
-    click.echo(f"cohort-finder: error: {exc}", err=True)
-    sys.exit(exc.exit_code)
-
-
-@click.group(context_settings={"auto_envvar_prefix": "COHORT_FINDER", "help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=CommandGroup, context_settings={"auto_envvar_prefix": "COHORT_FINDER", "help_option_names": ["-h", "--help"]}
+)
 @click.version_option(__version__, prog_name="cohort-finder")
 @click.option("-v", "--verbose", count=True, help="More log lines (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors in the log.")
@@ -55,18 +52,6 @@ def main(verbose: int, quiet: bool, log_format: str) -> None:
     """Find clinical-trial candidates in FHIR R4 data."""
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logs.configure(level, log_format)
-
-
-def store_option(default_text: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """--store for every command, from COHORT_FINDER_STORE too."""
-    return click.option(
-        "--store",
-        "store_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        envvar="COHORT_FINDER_STORE",
-        default=None,
-        help=f"The run store (SQLite file, mode 0600; env COHORT_FINDER_STORE) [default: {default_text}].",
-    )
 
 
 mappings_option = click.option(
@@ -221,7 +206,7 @@ def run(
     workers: int | None,
     store_path: Path | None,
     lock_wait: float,
-) -> None:
+) -> int:
     """Evaluate every patient in SOURCE against a trial's criteria, and record the run in the
     run store (OUT_DIR/history.sqlite unless --store).
 
@@ -230,47 +215,43 @@ def run(
     previous outputs stay); 2 bad usage, an invalid criteria file, or a store that cannot be
     used (not a store, from a newer release, in use by another run).
     """
-    try:
-        reference = _as_of(as_of)
-        if publish and not is_server(source):
-            raise UsageError("--publish writes to the FHIR server the run reads: give a server --source")
-        trial = load_trial(criteria_path, mappings)
-        server = None
-        if is_server(source):
-            settings = load_settings(config)
-            if max_retry_after is not None:
-                settings.http.max_retry_after = max_retry_after
-            server = ServerOptions(
-                settings,
-                bulk,
-                group,
-                since,
-                refresh=refresh,
-                full_refresh_days=full_refresh_days,
-                patients_file=patients_file,
-                crawl=crawl,
-                concurrency=concurrency,
-                rate=rate,
-                **({"cache": cache_dir} if cache_dir else {}),
-            )
-        chosen = engine if engine != "auto" else ("python" if is_server(source) and bulk is False else "duckdb")
-        chosen_engine = get_engine(chosen, spark_master)
-        path = store_path or Path(out_dir) / DEFAULT_NAME
-        store = Store.open(path)
-        with db.writer_lock(path, lock_wait):
-            recorder = Recorder(store, trial, reference.isoformat(), source, chosen)
-            try:
-                opened = open_source(source, trial, reference, server, ignore)
-            except CohortFinderError as exc:
-                recorder.fail(exc.exit_code, str(exc))
-                raise
-            summary = run_pipeline(trial, opened, reference, out_dir, source, chosen_engine, workers, recorder)
-            if publish:
-                assert server is not None
-                written = publish_cohort(source, server, store, trial)
-    except CohortFinderError as exc:
-        _fail(exc)
-        return
+    reference = _as_of(as_of)
+    if publish and not is_server(source):
+        raise UsageError("--publish writes to the FHIR server the run reads: give a server --source")
+    trial = load_trial(criteria_path, mappings)
+    server = None
+    if is_server(source):
+        settings = load_settings(config)
+        if max_retry_after is not None:
+            settings.http.max_retry_after = max_retry_after
+        server = ServerOptions(
+            settings,
+            bulk,
+            group,
+            since,
+            refresh=refresh,
+            full_refresh_days=full_refresh_days,
+            patients_file=patients_file,
+            crawl=crawl,
+            concurrency=concurrency,
+            rate=rate,
+            **({"cache": cache_dir} if cache_dir else {}),
+        )
+    chosen = engine if engine != "auto" else ("python" if is_server(source) and bulk is False else "duckdb")
+    chosen_engine = get_engine(chosen, spark_master)
+    path = store_path or Path(out_dir) / DEFAULT_NAME
+    store = Store.open(path)
+    with db.writer_lock(path, lock_wait):
+        recorder = Recorder(store, trial, reference.isoformat(), source, chosen)
+        try:
+            opened = open_source(source, trial, reference, server, ignore)
+        except CohortFinderError as exc:
+            recorder.fail(exc.exit_code, str(exc))
+            raise
+        summary = run_pipeline(trial, opened, reference, out_dir, source, chosen_engine, workers, recorder)
+        if publish:
+            assert server is not None
+            written = publish_cohort(source, server, store, trial)
     result, counts = summary.result, summary.counts
     changes = f"; {summary.changes_text}" if summary.since else ""
     click.echo(
@@ -282,7 +263,7 @@ def run(
         click.echo(f"wrote {path}")
     if publish:
         click.echo(f"published {written} resources to {source}")
-    sys.exit(summary.exit_code)
+    return summary.exit_code
 
 
 @main.command()
@@ -290,11 +271,7 @@ def run(
 @mappings_option
 def validate(criteria_path: Path, mappings: Path | None) -> None:
     """Check a criteria file and the value sets it names, without running it."""
-    try:
-        trial = load_trial(criteria_path, mappings)
-    except CohortFinderError as exc:
-        _fail(exc)
-        return
+    trial = load_trial(criteria_path, mappings)
     computable = sum(1 for c in trial.criteria[1:] if c.rule is not None)
     manual = len(trial.criteria) - 1 - computable
     versions = ", ".join(f"{name} {v}" for name, v in sorted(trial.terminology.versions.items()))
@@ -304,6 +281,7 @@ def validate(criteria_path: Path, mappings: Path | None) -> None:
     )
 
 
-# The run store's commands (history, diff, review) and the review app (serve) register themselves on `main`.
-from . import store_commands  # noqa: E402, F401
-from .serve import command as _serve_command  # noqa: E402, F401
+main.add_command(store_commands.history)
+main.add_command(store_commands.diff_command)
+main.add_command(store_commands.review)
+main.add_command(serve_command.serve)

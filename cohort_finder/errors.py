@@ -50,3 +50,30 @@ class StoreError(CohortFinderError):
 class WorkerError(CohortFinderError):
     """A worker process died before finishing its patients (killed, out of memory): the run
     stops with exit 1 and writes no outputs, so the previous run's stay."""
+
+
+class FetchError(CohortFinderError):
+    """A request to a FHIR server that failed after its retries. `url` says which (with its
+    query). A failed page is a `RunError` of the run; a request without which the source
+    cannot be read at all raises this."""
+
+    def __init__(self, url: str, message: str, *, cut_short: bool = False) -> None:
+        self.url = url
+        self.cut_short = cut_short  # the body broke off in transit: worth asking again
+        super().__init__(message)
+
+
+class AuthError(CohortFinderError):
+    """Authentication cannot be set up or the server refused it. Never quotes a secret."""
+
+
+class PublishError(CohortFinderError):
+    """The server refused what `--publish` sent; the run's outputs stand, the write-back did
+    not finish."""
+
+
+class BadRequest(CohortFinderError):
+    """A request to the review app that cannot be served as asked (a run number that is not
+    a number): answered 400, never a traceback."""
+
+    exit_code = 2

@@ -21,6 +21,7 @@ from typing import Any
 
 from .model import Coding, Fact, PatientFact
 from .primitives import is_date, is_date_time
+from .references import ref_key
 
 CLINICAL_TYPES = frozenset(
     {"Condition", "Observation", "MedicationStatement", "MedicationRequest", "MedicationDispense", "Procedure"}
@@ -46,25 +47,6 @@ class MedicationDef:
     key: str  # Medication/id
     codings: tuple[Coding, ...]
     text: str | None
-
-
-def ref_key(reference: str) -> str:
-    """`Type/id` for a relative or absolute literal reference; urn: and #refs unchanged."""
-    if reference.startswith(("urn:", "#")):
-        return reference
-    parts = reference.rstrip("/").split("/")
-    if len(parts) >= 4 and parts[-2] == "_history":
-        parts = parts[:-2]
-    return "/".join(parts[-2:]) if len(parts) >= 2 else reference
-
-
-def patient_reference(resource: dict[str, Any]) -> str | None:
-    """The resource's patient link (`subject`, else `patient`), as a raw reference."""
-    for key in ("subject", "patient"):
-        ref = resource.get(key)
-        if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
-            return str(ref["reference"])
-    return None
 
 
 def _quoted(value: Any) -> str:

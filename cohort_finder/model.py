@@ -83,7 +83,7 @@ class Fact:
     supply_days: int | None = None  # MedicationRequest: days from authoredOn
     medication_ref: str | None = None  # unresolved Medication reference (resolved in linking)
     # what is wrong with its values, each worded to follow "Type/id" ("has an invalid date
-    # (...)"): a rule that would read it cannot use it (pipeline.link)
+    # (...)"): a rule that would read it cannot use it (evaluate/batch.py link)
     problems: tuple[str, ...] = ()
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .cli import _fail, main, store_option
-from .errors import CohortFinderError, UsageError
+from .cli_common import store_option
+from .errors import UsageError
 from .report import worklist
 from .store import Store, db, decisions, runs
 from .store.changes import Diff
@@ -68,18 +67,14 @@ def history_table(infos: list[RunInfo]) -> str:
     return text
 
 
-@main.command()
+@click.command()
 @store_option(default_text="COHORT_FINDER_STORE")
 @click.option("--trial", default=None, help="Only this trial's runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of runs) for scripts.")
 def history(store_path: Path | None, trial: str | None, as_json: bool) -> None:
     """Every run recorded in the store: state, exit status, counts, what changed."""
-    try:
-        store = _store(store_path)
-        infos = runs.history(store.con, trial_of(store, trial) if trial else None)
-    except CohortFinderError as exc:
-        _fail(exc)
-        return
+    store = _store(store_path)
+    infos = runs.history(store.con, trial_of(store, trial) if trial else None)
     if as_json:
         _echo_json([i.as_json() for i in infos])
     elif infos:
@@ -106,7 +101,7 @@ def diff_text(d: Diff) -> str:
     return "\n".join(lines)
 
 
-@main.command(name="diff")
+@click.command(name="diff")
 @store_option(default_text="COHORT_FINDER_STORE")
 @click.option("--trial", default=None, help="The trial [default: the store's only one].")
 @click.option("--from", "from_run", type=int, default=None, help="The earlier run [default: the one before --to].")
@@ -116,11 +111,7 @@ def diff_command(
     store_path: Path | None, trial: str | None, from_run: int | None, to_run: int | None, as_json: bool
 ) -> None:
     """What changed between two complete runs of a trial: new, dropped and changed patients."""
-    try:
-        d = compare(_store(store_path), trial, from_run, to_run)
-    except CohortFinderError as exc:
-        _fail(exc)
-        return
+    d = compare(_store(store_path), trial, from_run, to_run)
     if as_json:
         _echo_json(d.as_json())
     else:
@@ -139,7 +130,7 @@ def _reviewer(by: str | None) -> str | None:
         return None
 
 
-@main.group()
+@click.group()
 def review() -> None:
     """Reviewer decisions: set one, import a filled-in worklist, export the worklist."""
 
@@ -155,13 +146,9 @@ def review_set(
     store_path: Path | None, trial: str, patient: str, decision: str, note: str | None, by: str | None
 ) -> None:
     """Record a decision for one patient (its history is kept)."""
-    try:
-        store = _store(store_path)
-        with db.writer_lock(store.path):
-            done = decisions.record(store.con, [decisions.Proposed(trial, patient, decision, note, _reviewer(by))])
-    except CohortFinderError as exc:
-        _fail(exc)
-        return
+    store = _store(store_path)
+    with db.writer_lock(store.path):
+        done = decisions.record(store.con, [decisions.Proposed(trial, patient, decision, note, _reviewer(by))])
     click.echo(f"{trial} {patient}: {decision}" if done else f"{trial} {patient}: already {decision}, unchanged")
 
 
@@ -172,14 +159,10 @@ def review_set(
 def review_import(file: Path, store_path: Path | None, by: str | None) -> None:
     """Record the decisions of a filled-in worklist (.csv or .xlsx): every row with a decision,
     or nothing at all when any row is wrong."""
-    try:
-        store = _store(store_path)
-        proposed = worklist.read(file, _reviewer(by))
-        with db.writer_lock(store.path):
-            done = decisions.record(store.con, proposed)
-    except CohortFinderError as exc:
-        _fail(exc)
-        return
+    store = _store(store_path)
+    proposed = worklist.read(file, _reviewer(by))
+    with db.writer_lock(store.path):
+        done = decisions.record(store.con, proposed)
     click.echo(f"{file.name}: {len(done)} decisions recorded ({len(proposed) - len(done)} unchanged)")
 
 
@@ -192,31 +175,23 @@ def review_export(store_path: Path | None, trial: str | None, out_file: Path) ->
     """Write the coordinator's worklist: the candidates and possibles of the trial's last
     complete run, with key values, what is left to check, the last decision, and empty
     decision and note columns to fill in."""
-    try:
-        store = _store(store_path)
-        trial_id = trial_of(store, trial)
-        last = runs.last_complete(store.con, trial_id)
-        if last is None:
-            raise UsageError(f"{trial_id} has no complete run in {store.path}")
-        texts = criteria_texts(store, last)
-        rows = worklist.rows_from_store(
-            store.con.execute(
-                "SELECT trial_id, patient, name, identifier, status, detail FROM worklist WHERE trial_id = ?",
-                (trial_id,),
-            ),
-            texts,
-            decisions.latest(store.con, trial_id),
-        )
-        worklist.export(rows, out_file)
-    except CohortFinderError as exc:
-        _fail(exc)
-        return
+    store = _store(store_path)
+    trial_id = trial_of(store, trial)
+    last = runs.last_complete(store.con, trial_id)
+    if last is None:
+        raise UsageError(f"{trial_id} has no complete run in {store.path}")
+    texts = criteria_texts(store, last)
+    rows = worklist.rows_from_store(
+        store.con.execute(
+            "SELECT trial_id, patient, name, identifier, status, detail FROM worklist WHERE trial_id = ?",
+            (trial_id,),
+        ),
+        texts,
+        decisions.latest(store.con, trial_id),
+    )
+    worklist.export(rows, out_file)
     click.echo(f"wrote {out_file}: {len(rows)} patients of {trial_id} (run {last.run}, as of {last.as_of})")
 
 
 def criteria_texts(store: Store, info: RunInfo) -> dict[str, str]:
     return {cid: text for cid, _, text in info.criteria}
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

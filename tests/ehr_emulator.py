@@ -1,5 +1,5 @@
 """Emulated EHRs: a layer in front of the real test server (sekmet) that behaves as Epic or
-Oracle Health do, from ../shared/spec/ehr-profiles.md, so that a run that would fail in a
+Oracle Health do, from docs/ehr-profiles.md, so that a run that would fail in a
 hospital fails here first.
 
 The layer is a Starlette app on 127.0.0.1 (uvicorn in a thread). It rewrites the server's

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from .e2e import Run, run_trial
-from .paths import CRITERIA, FIXTURES, ROOT, shared_path
+from .paths import CRITERIA, FIXTURES, ROOT, SCHEMA
 
 EXPECTED: dict[str, Any] = json.loads((ROOT / "tests" / "expected" / "bad_input.json").read_text())
 
@@ -26,7 +26,7 @@ def bad(tmp_path_factory: pytest.TempPathFactory) -> Run:
 def test_exit_1_and_every_error_listed_with_its_place(bad: Run) -> None:
     assert bad.exit_code == EXPECTED["exit_status"] == 1, bad.stderr
     doc = bad.document
-    jsonschema.validate(doc, json.loads(shared_path("spec", "candidates.schema.json").read_text()))
+    jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
     assert sorted(e["source"] for e in doc["errors"]) == sorted(e["source"] for e in EXPECTED["errors"])
     assert doc["summary"]["errors"] == len(EXPECTED["errors"])
     by_source = {e["source"]: e["message"] for e in doc["errors"]}

@@ -134,3 +134,16 @@ def test_json_log_lines_carry_ids_and_counts_only(tmp_path: Path) -> None:
     names = [n["family"] for p in map(json.loads, (FIXTURES / "bad_input" / "Patient.ndjson").read_text().splitlines())
              for n in p.get("name", [])]  # fmt: skip
     assert names and not any(name in done.stderr for name in names)
+
+
+def test_as_of_comes_from_the_environment_as_the_docstring_says(tmp_path: Path) -> None:
+    """COHORT_FINDER_RUN_AS_OF (COHORT_FINDER_<COMMAND>_<OPTION>) sets --as-of, for cron jobs."""
+    done = cohort_finder(
+        "run", "--criteria", str(CRITERIA / "nct07183761.yaml"), "--source", str(FIXTURES / "fhir_bundles" / "age"),
+        "--out", str(tmp_path), env={"COHORT_FINDER_RUN_AS_OF": "2026-06-30"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "candidates.json").read_text())["as_of"] == "2026-06-30"
+    bad = cohort_finder("run", "--criteria", str(CRITERIA / "nct07183761.yaml"), "--source", str(FIXTURES),
+                        "--out", str(tmp_path / "x"), env={"COHORT_FINDER_RUN_AS_OF": "30/06/2026"})  # fmt: skip
+    assert bad.returncode == 2 and "--as-of must be a date YYYY-MM-DD" in bad.stderr and "Traceback" not in bad.stderr

@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 
 from .e2e import Run, run_trial
-from .paths import CRITERIA, FIXTURES, ROOT, shared_path
+from .paths import CRITERIA, FIXTURES, ROOT, SCHEMA
 
 TRIALS = {
     "nct07183761": (CRITERIA / "nct07183761.yaml", FIXTURES / "fhir_bundles"),
@@ -45,7 +45,7 @@ def test_fixture_run_is_clean_and_valid(runs: dict[str, Run], trial: str) -> Non
     run = runs[trial]
     assert run.exit_code == 0, run.stderr
     document = run.document
-    schema = json.loads(shared_path("spec", "candidates.schema.json").read_text())
+    schema = json.loads(SCHEMA.read_text())
     jsonschema.validate(document, schema)
     assert document["errors"] == []
     ids = [p["id"] for p in document["patients"]]

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from .e2e import Run, run_trial
-from .paths import CRITERIA, FIXTURES, ROOT, shared_path
+from .paths import CRITERIA, FIXTURES, ROOT, SCHEMA
 
 EXPECTED: dict[str, Any] = json.loads((ROOT / "tests" / "expected" / "hostile_input.json").read_text())
 
@@ -32,7 +32,7 @@ def test_exit_1_with_every_error_at_its_place_naming_its_patient(hostile: Run) -
     assert hostile.exit_code == EXPECTED["exit_status"], hostile.stderr
     assert "Traceback" not in hostile.stderr
     doc = hostile.document
-    jsonschema.validate(doc, json.loads(shared_path("spec", "candidates.schema.json").read_text()))
+    jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
     got = {e["source"]: e["message"] for e in doc["errors"]}
     assert sorted(got) == [e["source"] for e in EXPECTED["errors"]]
     for error in EXPECTED["errors"]:

@@ -8,7 +8,7 @@
 - Evaluate: every kept Patient and clinical row (and every one the driver read) gets its
   patient's id, computed in Spark SQL from `subject`/`patient`; rows are grouped by it
   (`groupBy(...).applyInPandas`) and each group is one patient's small catalogue, linked,
-  reduced and evaluated by the code every engine shares (pipeline.evaluate_catalogue). The
+  reduced and evaluated by the code every engine shares (evaluate/batch.py evaluate_catalogue). The
   Medications (few), the Bundles' fullUrls and the driver's errors travel as one broadcast. Only
   results, errors and the patients' demographics come back to the driver.
 - Errors: orphans and unreadable lines as the other engines report them; a row's error is
@@ -44,9 +44,10 @@ from sqlglot import exp
 
 from ..catalogue import Catalogue
 from ..criteria import Trial
-from ..facts import CLINICAL_TYPES, MedicationDef, patient_reference, ref_key
+from ..evaluate.batch import Evaluated, evaluate_catalogue, name_errors
+from ..facts import CLINICAL_TYPES, MedicationDef
 from ..model import PatientFact, PatientResult, RunError
-from ..pipeline import Evaluated, evaluate_catalogue, name_errors
+from ..references import own_id, patient_id, patient_reference, ref_key
 from ..resource_types import RESOURCE_TYPES
 from ..sources import jsontext
 from ..sources.base import Item, Source
@@ -119,7 +120,7 @@ def spark_sql(duckdb_sql: str) -> str:
 
 _REF = "coalesce(k.subject.reference, k.patient.reference)"
 _TRIMMED = f"regexp_replace({_REF}, '/+$', '')"
-# The patient a row is linked to, as the catalogue links it (facts.ref_key, then
+# The patient a row is linked to, as the catalogue links it (references.ref_key, then
 # Catalogue.resolve_patient): `Patient/x`, `.../Patient/x`, optionally `/_history/n`; urn:uuid
 # references through the Bundles' fullUrls (table patient_urls); a bare id as itself. Any other
 # row lands in a group without a Patient, where linking reports it.
@@ -545,9 +546,7 @@ def _local_key(item: Item, index: Catalogue) -> str | None:
         rid = item.resource.get("id")
         if isinstance(rid, str) and rid:
             return rid
-        if item.full_url and item.full_url.startswith("urn:uuid:"):
-            return item.full_url.removeprefix("urn:uuid:")
-        return None
+        return own_id(item.resource, item.full_url)
     ref = patient_reference(item.resource)
     return None if ref is None else patient_key(ref, index.full_urls)
 
@@ -555,9 +554,7 @@ def _local_key(item: Item, index: Catalogue) -> str | None:
 def patient_key(ref: str, full_urls: dict[str, str]) -> str | None:
     """PATIENT_KEY of a clinical row's reference, in Python."""
     if ref.startswith("urn:"):
-        key = full_urls.get(ref, "")
-        return key.removeprefix("Patient/") if key.startswith("Patient/") else None
+        return patient_id(full_urls.get(ref, ""))
     if "/" not in ref:
         return ref
-    key = ref_key(ref)
-    return key.removeprefix("Patient/") if key.startswith("Patient/") else None
+    return patient_id(ref_key(ref))

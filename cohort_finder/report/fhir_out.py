@@ -26,11 +26,11 @@ from fhir.resources.R4B.group import Group
 from fhir.resources.R4B.researchstudy import ResearchStudy
 from fhir.resources.R4B.researchsubject import ResearchSubject
 
-from ..errors import CohortFinderError
+from ..errors import FetchError, PublishError
 
 if TYPE_CHECKING:
     from ..sources.capability import Capability
-from ..sources.http import FetchError, FhirHttp
+from ..sources.http import FhirHttp
 from ..store import decisions
 
 log = logging.getLogger(__name__)
@@ -49,12 +49,6 @@ SUBJECT_STATUS = {
     "enrolled": "on-study",
     "withdrawn": "withdrawn",
 }
-
-
-class PublishError(CohortFinderError):
-    """The server refused what was sent; the run's outputs stand, the write-back did not finish."""
-
-    exit_code = 1
 
 
 def _id(*parts: str) -> str:

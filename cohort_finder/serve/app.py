@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from cohort_finder.errors import CohortFinderError
+from cohort_finder.errors import BadRequest, CohortFinderError
 from cohort_finder.report.funnel import bars
 from cohort_finder.report.html_report import TEMPLATES as REPORT_TEMPLATES
 from cohort_finder.report.html_report import environment
@@ -330,12 +330,8 @@ def _int(text: str | None) -> int | None:
     if text is None or text == "":
         return None
     if not text.isdigit():
-        raise _BadNumber(f"run numbers are whole numbers, not {text!r}")
+        raise BadRequest(f"run numbers are whole numbers, not {text!r}")
     return int(text)
-
-
-class _BadNumber(CohortFinderError):
-    pass
 
 
 def _safe_next(target: str | None) -> str:

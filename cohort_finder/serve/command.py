@@ -14,8 +14,8 @@ from pathlib import Path
 
 import click
 
-from cohort_finder.cli import _fail, main, store_option
-from cohort_finder.errors import CohortFinderError, UsageError
+from cohort_finder.cli_common import store_option
+from cohort_finder.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def _loopback(host: str) -> bool:
         return False
 
 
-@main.command()
+@click.command()
 @store_option(default_text="COHORT_FINDER_STORE")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(1, 65535))
@@ -53,38 +53,34 @@ def serve(
 ) -> None:
     """Serve the review app over a run store: the latest run of each trial, the history of runs
     and their diffs, and recording decisions."""
-    try:
-        from cohort_finder.serve.app import Config, create_app
-        from cohort_finder.serve.security import load_token
+    from cohort_finder.serve.app import Config, create_app
+    from cohort_finder.serve.security import load_token
 
-        if store_path is None:
-            raise UsageError("no run store: give --store PATH or set COHORT_FINDER_STORE")
-        if not store_path.is_file():
-            raise UsageError(f"{store_path}: no run store there (a run creates it)")
-        token = load_token(token_file)
-        if token is None and not no_auth:
-            raise UsageError(
-                "refusing to serve patient data without authentication: set COHORT_FINDER_SERVE_TOKEN "
-                "or give --token-file (or --no-auth on 127.0.0.1 for one person's own machine)"
-            )
-        if token is None and not _loopback(host):
-            raise UsageError(f"--no-auth serves only on a loopback address, not {host}")
-        if token is not None and no_auth:
-            raise UsageError("--no-auth and a token were both given: choose one")
-        from cohort_finder.store import db
-
-        db.connect(store_path).close()  # a store that cannot be used stops here, exit 2
-        app = create_app(
-            Config(
-                store=store_path,
-                token=token,
-                audit=audit_log or store_path.with_name(store_path.name + ".audit.jsonl"),
-                secure_cookie=secure_cookie,
-            )
+    if store_path is None:
+        raise UsageError("no run store: give --store PATH or set COHORT_FINDER_STORE")
+    if not store_path.is_file():
+        raise UsageError(f"{store_path}: no run store there (a run creates it)")
+    token = load_token(token_file)
+    if token is None and not no_auth:
+        raise UsageError(
+            "refusing to serve patient data without authentication: set COHORT_FINDER_SERVE_TOKEN "
+            "or give --token-file (or --no-auth on 127.0.0.1 for one person's own machine)"
         )
-    except CohortFinderError as exc:
-        _fail(exc)
-        return
+    if token is None and not _loopback(host):
+        raise UsageError(f"--no-auth serves only on a loopback address, not {host}")
+    if token is not None and no_auth:
+        raise UsageError("--no-auth and a token were both given: choose one")
+    from cohort_finder.store import db
+
+    db.connect(store_path).close()  # a store that cannot be used stops here, exit 2
+    app = create_app(
+        Config(
+            store=store_path,
+            token=token,
+            audit=audit_log or store_path.with_name(store_path.name + ".audit.jsonl"),
+            secure_cookie=secure_cookie,
+        )
+    )
     import uvicorn
 
     log.info("review app on http://%s:%d (%s)", host, port, "token login" if token else "no authentication")

@@ -29,7 +29,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from ..errors import CohortFinderError
+from ..errors import AuthError
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +45,6 @@ PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 _ALGORITHMS = ("RS384", "ES384", "RS256", "ES256")
 _EC_ALGORITHM = {"secp384r1": "ES384", "secp256r1": "ES256"}
 _EC_CURVE = {"ES384": "P-384", "ES256": "P-256"}
-
-
-class AuthError(CohortFinderError):
-    """Authentication cannot be set up or the server refused it. Never quotes a secret."""
-
-    exit_code = 1
 
 
 class Auth(Protocol):

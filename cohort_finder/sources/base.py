@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..facts import patient_reference
 from ..model import RunError
+from ..references import patient_reference
 from ..resource_types import RESOURCE_TYPES
 
 

@@ -23,14 +23,14 @@ from urllib.parse import quote
 import orjson
 import requests
 
-from ..errors import SourceError
+from ..errors import FetchError, SourceError
 from ..facts import MEDICATION_TYPES
 from ..model import ALL_PATIENTS, RunError
 from ..search_plan import Search
 from . import bulk_cache, jsontext, medications
 from .base import Item
 from .files import FileSource
-from .http import FetchError, FhirHttp, json_body, operation_outcome_text
+from .http import FhirHttp, json_body, operation_outcome_text
 from .rest import refused_status
 
 log = logging.getLogger(__name__)

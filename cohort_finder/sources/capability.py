@@ -1,6 +1,6 @@
 """What a FHIR server says it offers, from its CapabilityStatement, and the trial's searches
 fitted to it: a client must never send what the server does not list, because an EHR that
-reads `Prefer: handling=strict` refuses the whole request (../shared/spec/ehr-profiles.md).
+reads `Prefer: handling=strict` refuses the whole request (docs/ehr-profiles.md).
 
 - A resource type the server does not list is absent data (contract §3): its searches are
   dropped and the run names the type.
@@ -22,9 +22,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import FetchError
 from ..facts import MEDICATION_TYPES
 from ..search_plan import Search
-from .http import FetchError, FhirHttp
+from .http import FhirHttp
 
 log = logging.getLogger(__name__)
 

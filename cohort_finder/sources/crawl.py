@@ -1,5 +1,5 @@
 """A per-patient crawl: the trial's searches run once per patient of a list, for servers that
-refuse searches across all patients (Epic, Oracle Health: ../shared/spec/ehr-profiles.md).
+refuse searches across all patients (Epic, Oracle Health: docs/ehr-profiles.md).
 
 The list comes from a file (one id a line) or a Group's members. Each patient's searches are
 the population plan's, restricted with `patient=` (the Patient itself by `_id`), so codes and
@@ -21,14 +21,14 @@ from typing import Any
 
 import orjson
 
-from ..errors import SourceError, UsageError
-from ..facts import ref_key
+from ..errors import FetchError, SourceError, UsageError
 from ..model import ALL_PATIENTS, RunError
+from ..references import target_id
 from ..search_plan import Search
 from .base import Item
 from .bulk import BulkRequest, BulkSource
 from .capability import Capability
-from .http import FetchError, FhirHttp
+from .http import FhirHttp
 from .medications import Referenced, fetch_medications
 from .rest import COUNT_FALLBACK, RestSource
 
@@ -83,9 +83,9 @@ def _members(body: Any) -> list[str]:
     for member in members if isinstance(members, list) else []:
         entity = member.get("entity") if isinstance(member, dict) else None
         ref = entity.get("reference") if isinstance(entity, dict) else None
-        key = ref_key(ref) if isinstance(ref, str) else ""
-        if key.startswith("Patient/"):
-            ids.append(key.removeprefix("Patient/"))
+        pid = target_id(ref, "Patient")
+        if pid is not None:
+            ids.append(pid)
     return list(dict.fromkeys(ids))
 
 

@@ -23,7 +23,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from .. import __version__
-from ..errors import CohortFinderError
+from ..errors import FetchError
 from . import jsontext
 from .auth import Auth, NoAuth
 
@@ -31,15 +31,6 @@ log = logging.getLogger(__name__)
 FHIR_JSON = "application/fhir+json"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 Params = Mapping[str, str] | list[tuple[str, str]]
-
-
-class FetchError(CohortFinderError):
-    """A request that failed after its retries. `url` says which (with its query)."""
-
-    def __init__(self, url: str, message: str, *, cut_short: bool = False) -> None:
-        self.url = url
-        self.cut_short = cut_short  # the body broke off in transit: worth asking again
-        super().__init__(message)
 
 
 def full_url(url: str, params: Params | None) -> str:

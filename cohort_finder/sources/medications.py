@@ -10,10 +10,12 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ..facts import MEDICATION_TYPES, ref_key
+from ..errors import FetchError
+from ..facts import MEDICATION_TYPES
 from ..model import RunError
+from ..references import target_id
 from .base import BrokenLinks, Item, next_link, unpack
-from .http import FetchError, FhirHttp, full_url
+from .http import FhirHttp, full_url
 
 IDS_PER_SEARCH = 100
 MEDICATION_REFERENCE = re.compile(
@@ -32,9 +34,9 @@ def referenced_in(resources: Iterable[dict[str, Any]]) -> set[str]:
     for resource in resources:
         ref = resource.get("medicationReference")
         target = ref.get("reference") if isinstance(ref, dict) else None
-        key = ref_key(target) if isinstance(target, str) else ""
-        if key.startswith("Medication/"):
-            ids.add(key.removeprefix("Medication/"))
+        medication = target_id(target, "Medication")
+        if medication is not None:
+            ids.add(medication)
     return ids
 
 

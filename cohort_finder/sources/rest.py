@@ -11,11 +11,11 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 
-from ..errors import SourceError
+from ..errors import FetchError, SourceError
 from ..model import ALL_PATIENTS, RunError
 from ..search_plan import Search
 from .base import BrokenLinks, Item, Source, next_link, unpack
-from .http import FetchError, FhirHttp, full_url
+from .http import FhirHttp, full_url
 from .medications import Referenced, fetch_medications
 
 log = logging.getLogger(__name__)

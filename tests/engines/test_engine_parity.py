@@ -1,26 +1,28 @@
-"""Every engine gives identical candidates.json on every fixture and on ../shared/data: the
-same inputs through python (the reference), duckdb and spark."""
+"""Every engine gives identical candidates.json on every fixture and on the public synthetic
+samples (tests/samples.py): the same inputs through python (the reference), duckdb and spark."""
 
 from __future__ import annotations
 
 import importlib.util
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ..e2e import Run
-from ..paths import CRITERIA, FIXTURES, SHARED
+from ..paths import CRITERIA, FIXTURES
+from ..samples import SYNTHEA, carebundle
 
 NCT07 = CRITERIA / "nct07183761.yaml"
-CASES = {
+CASES: dict[str, tuple[Path, Path | Callable[[], Path], str]] = {
     "fhir_bundles": (NCT07, FIXTURES / "fhir_bundles", "2026-06-30"),
     "bad_input": (NCT07, FIXTURES / "bad_input", "2026-06-30"),
     "hostile_input": (NCT07, FIXTURES / "hostile_input", "2026-06-30"),
     "nct03036150": (CRITERIA / "nct03036150.yaml", FIXTURES / "nct03036150", "2026-06-30"),
-    "synthea-r4": (NCT07, SHARED / "data" / "synthea-r4", "2021-04-17"),
-    "carebundle-ndjson": (NCT07, SHARED / "data" / "carebundle-ndjson", "2026-01-01"),
+    "synthea-r4": (NCT07, SYNTHEA, "2021-04-17"),
+    "carebundle-ndjson": (NCT07, carebundle, "2026-01-01"),  # generated on first use
 }
 SPARK = pytest.mark.spark
 
@@ -35,9 +37,8 @@ def _spark_ready() -> bool:
 
 
 def _run(engine: str, case: str, out: Path) -> Run:
-    criteria, source, as_of = CASES[case]
-    if not source.exists():
-        pytest.skip(f"{source} not present")
+    criteria, where, as_of = CASES[case]
+    source = where() if callable(where) else where
     if engine == "spark":
         from cohort_finder import api
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from cohort_finder.engines.schema import CLINICAL, COLUMNS, TYPE_COLUMNS
-from cohort_finder.facts import clinical_fact, contained_medication, medication_def, patient_fact, patient_reference
+from cohort_finder.facts import clinical_fact, contained_medication, medication_def, patient_fact
+from cohort_finder.references import patient_reference
 
 _CONCEPT = {"coding": [{"system": "http://loinc.org", "code": "4548-4", "display": "HbA1c"}], "text": "HbA1c"}
 _QUANTITY = {"value": 8.1, "comparator": "<", "unit": "%", "code": "%"}

@@ -14,20 +14,21 @@ import pytest
 from cohort_finder.criteria import load_trial
 from cohort_finder.engines import PythonEngine
 from cohort_finder.evaluate import evaluate_criterion, evaluate_patient
+from cohort_finder.evaluate.batch import link
 from cohort_finder.evaluate.context import Context
 from cohort_finder.evaluate.plan import Plan, plan_for
 from cohort_finder.model import Fact, PatientRecord
-from cohort_finder.pipeline import link
 from cohort_finder.sources.files import FileSource
 
-from ..paths import CRITERIA, FIXTURES, SHARED
+from ..paths import CRITERIA, FIXTURES
+from ..samples import SYNTHEA
 
 AS_OF = date(2026, 6, 30)
 CASES = [
     ("nct07183761.yaml", FIXTURES / "fhir_bundles"),
     ("nct03036150.yaml", FIXTURES / "nct03036150"),
     ("nct07183761.yaml", FIXTURES / "bad_input"),
-    ("nct07183761.yaml", SHARED / "data" / "synthea-r4"),
+    ("nct07183761.yaml", SYNTHEA),
 ]
 
 

@@ -1,5 +1,5 @@
 """A real FHIR R4 server (sekmet-fhir, see tests/fhir_server.py) loaded with the hand-built
-fixtures and the shared Synthea sample, once per test session."""
+fixtures and the Synthea sample (tests/samples.py), once per test session."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from ..fhir_server import SEKMET, FhirServer, load_folder, sekmet_available
-from ..paths import FIXTURES, shared_path
+from ..paths import FIXTURES
+from ..samples import SYNTHEA
 
 # Resources the server refuses, by source folder: {"Type/id": why}. They are not loaded (so a
 # server run cannot see them); load_folder fails when one is accepted after all.
@@ -50,7 +51,7 @@ def require_sekmet() -> None:
 @pytest.fixture(scope="session")
 def fhir_server() -> Iterator[LoadedServer]:
     require_sekmet()
-    folders = {"fhir_bundles": FIXTURES / "fhir_bundles", "synthea-r4": shared_path("data", "synthea-r4")}
+    folders = {"fhir_bundles": FIXTURES / "fhir_bundles", "synthea-r4": SYNTHEA}
     started = time.monotonic()
     with FhirServer() as server:
         seconds = {"start": time.monotonic() - started}

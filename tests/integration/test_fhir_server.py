@@ -13,14 +13,15 @@ import pytest
 import requests
 
 from ..fhir_server import FHIR_JSON, STRICT, FhirServer, search_all, session
-from ..paths import FIXTURES, ROOT, shared_path
+from ..paths import FIXTURES, ROOT
+from ..samples import SYNTHEA
 from .conftest import LoadedServer, require_sekmet
 
 HBA1C = ("http://loinc.org", "4548-4")
 
 
 def folders() -> list[Path]:
-    return [FIXTURES / "fhir_bundles", shared_path("data", "synthea-r4")]
+    return [FIXTURES / "fhir_bundles", SYNTHEA]
 
 
 def resources(folder: Path) -> Iterator[dict[str, Any]]:
@@ -90,7 +91,7 @@ def test_paging_reaches_every_hba1c_observation(fhir_server: LoadedServer) -> No
 
 def test_references_point_at_the_kept_ids(fhir_server: LoadedServer) -> None:
     """Synthea's urn:uuid references became Type/id with Synthea's own ids."""
-    patient = next(r for r in resources(shared_path("data", "synthea-r4")) if r["resourceType"] == "Patient")
+    patient = next(r for r in resources(SYNTHEA) if r["resourceType"] == "Patient")
     entries = search_all(fhir_server.base, f"Observation?subject=Patient/{patient['id']}&_count=1000")
     assert entries
     assert {e["resource"]["subject"]["reference"] for e in entries} == {f"Patient/{patient['id']}"}

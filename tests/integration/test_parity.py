@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from ..e2e import Run, cohort_finder
-from ..paths import CRITERIA, FIXTURES, shared_path
+from ..paths import CRITERIA, FIXTURES
+from ..samples import SYNTHEA
 from .conftest import LoadedServer
 
 AS_OF = "2026-06-30"  # the fixtures' as-of; Synthea's records are simply older at that date
@@ -34,7 +35,7 @@ def _same_data_as_server(target: Path, server: LoadedServer) -> Path:
     refused = {key for table in server.rejected.values() for key in table}
     for name, folder in (
         ("fhir_bundles", FIXTURES / "fhir_bundles"),
-        ("synthea-r4", shared_path("data", "synthea-r4")),
+        ("synthea-r4", SYNTHEA),
     ):
         shutil.copytree(folder, target / name)
     for path in (target / "fhir_bundles").rglob("*.json"):

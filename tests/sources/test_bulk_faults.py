@@ -20,11 +20,12 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from cohort_finder.criteria import load_trial
+from cohort_finder.errors import FetchError
 from cohort_finder.model import ALL_PATIENTS, Result, RunError
 from cohort_finder.pipeline import evaluate_source
 from cohort_finder.sources.base import Item
 from cohort_finder.sources.bulk import BulkRequest, BulkSource, filters_refused
-from cohort_finder.sources.http import FetchError, FhirHttp, HttpSettings
+from cohort_finder.sources.http import FhirHttp, HttpSettings
 
 from ..paths import CRITERIA
 from .reading import split

@@ -1,5 +1,5 @@
 """The plan fitted to a server's CapabilityStatement: never send what it does not list
-(../shared/spec/ehr-profiles.md), and never lose data by it (a search is widened, not dropped)."""
+(docs/ehr-profiles.md), and never lose data by it (a search is widened, not dropped)."""
 
 from __future__ import annotations
 

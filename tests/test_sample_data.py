@@ -1,4 +1,4 @@
-"""The command on the public synthetic data in ../shared/data, against facts checked by hand.
+"""The command on the public synthetic samples (tests/samples.py), against facts checked by hand.
 
 The facts below were read off the files with a few lines of plain Python, not with this
 project's code: which patients carry type 2 diabetes (SNOMED 44054006) and diabetic neuropathy
@@ -13,8 +13,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from . import samples
 from .e2e import Run, run_trial
-from .paths import CRITERIA, shared_path
+from .paths import CRITERIA, SCHEMA
+from .samples import SYNTHEA, SYNTHEA_PATIENTS
 
 T2D_AND_NEUROPATHY = {
     # id: (deceased, latest HbA1c % and date within 365 days of 2021-04-17, or None)
@@ -28,7 +30,7 @@ T2D_AND_NEUROPATHY = {
 
 @pytest.fixture(scope="module")
 def synthea(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    source = shared_path("data", "synthea-r4")
+    source = SYNTHEA
     return run_trial(
         CRITERIA / "nct07183761.yaml",
         source,
@@ -41,12 +43,12 @@ def synthea(tmp_path_factory: pytest.TempPathFactory) -> Run:
 
 @pytest.fixture(scope="module")
 def carebundle(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    source = shared_path("data", "carebundle-ndjson")
+    source = samples.carebundle()
     return run_trial(CRITERIA / "nct07183761.yaml", source, tmp_path_factory.mktemp("carebundle"), "2026-01-01")
 
 
 def _schema() -> dict[str, object]:
-    return json.loads(shared_path("spec", "candidates.schema.json").read_text())  # type: ignore[no-any-return]
+    return json.loads(SCHEMA.read_text())  # type: ignore[no-any-return]
 
 
 def _patient_ids_in(source: Path) -> list[str]:
@@ -64,20 +66,19 @@ def test_synthea_runs_cleanly_and_every_patient_appears_once(synthea: Run) -> No
     doc = synthea.document
     jsonschema.validate(doc, _schema())
     ids = [p["id"] for p in doc["patients"]]
-    assert ids == _patient_ids_in(shared_path("data", "synthea-r4"))
-    assert len(ids) == 30 and doc["summary"]["patients"] == 30
+    assert ids == _patient_ids_in(SYNTHEA)
+    assert len(ids) == SYNTHEA_PATIENTS and doc["summary"]["patients"] == SYNTHEA_PATIENTS
     assert doc["errors"] == []
     assert "ignored 1 files matching --ignore" in synthea.stderr
 
 
 def test_a_json_file_that_is_not_fhir_is_an_error_unless_ignored(tmp_path: Path) -> None:
-    source = shared_path("data", "synthea-r4")
-    run = run_trial(CRITERIA / "nct07183761.yaml", source, tmp_path, "2021-04-17")
+    run = run_trial(CRITERIA / "nct07183761.yaml", SYNTHEA, tmp_path, "2021-04-17")
     assert run.exit_code == 1, run.stderr
     assert run.document["errors"] == [
         {"source": "SOURCE_MANIFEST.json", "message": "not a FHIR resource (no resourceType)"}
     ]
-    assert len(run.document["patients"]) == 30
+    assert len(run.document["patients"]) == SYNTHEA_PATIENTS
 
 
 def test_synthea_t2d_with_neuropathy_meet_both_criteria(synthea: Run) -> None:
@@ -110,7 +111,7 @@ def test_carebundle_runs_cleanly_with_its_icd10_and_egfr_codes(carebundle: Run) 
     assert carebundle.exit_code == 0, carebundle.stderr
     doc = carebundle.document
     jsonschema.validate(doc, _schema())
-    assert [p["id"] for p in doc["patients"]] == _patient_ids_in(shared_path("data", "carebundle-ndjson"))
+    assert [p["id"] for p in doc["patients"]] == _patient_ids_in(samples.carebundle())
     assert len(doc["patients"]) == 100
     diabetic = [
         p for p in doc["patients"] if next(c for c in p["criteria"] if c["id"] == "type2_diabetes")["result"] == "met"

@@ -14,7 +14,7 @@ import requests
 
 from ..fhir_server import FHIR_JSON, STRICT, FhirServer, search_all, session
 from ..paths import FIXTURES, ROOT
-from ..samples import SYNTHEA
+from ..samples import SYNTHEA, SYNTHEA_PATIENTS
 from .conftest import LoadedServer, require_sekmet
 
 HBA1C = ("http://loinc.org", "4548-4")
@@ -70,7 +70,7 @@ def test_the_server_is_a_fhir_r4_server(fhir_server: LoadedServer) -> None:
 def test_every_patient_of_both_folders_is_there_with_its_id(fhir_server: LoadedServer) -> None:
     expected = expected_ids(fhir_server, "Patient")
     hand_built = json.loads((ROOT / "tests" / "expected" / "nct07183761_fixtures.json").read_text())["patients"]
-    assert len(expected) == len(hand_built) + 30  # hand-built + Synthea, duplicates counted once
+    assert len(expected) == len(hand_built) + SYNTHEA_PATIENTS  # hand-built + Synthea, duplicates counted once
     response = get(f"{fhir_server.base}/Patient?_count=1000", **STRICT)
     assert response.status_code == 200
     page = response.json()

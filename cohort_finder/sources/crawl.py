@@ -184,7 +184,7 @@ class CrawlSource:
                     # a failed page of this patient's search is this patient's loss only
                     who = pid if got.patient_id in (None, ALL_PATIENTS) else got.patient_id
                     errors.append([got.source, got.message, who, got.resource_type])
-        return {"patient": pid, "items": items, "errors": errors, "pages": rest.pages}
+        return {"patient": pid, "items": items, "errors": errors, "pages": rest.pages, "lacks": list(rest.lacks)}
 
     def _done(self) -> dict[str, dict[str, Any]]:
         path = self.state / "done.ndjson"
@@ -226,6 +226,7 @@ class CrawlSource:
         if not any(r.get("pages") for r in done.values()) and any(r["errors"] for r in done.values()):
             first = next(r["errors"][0] for r in done.values() if r["errors"])
             raise SourceError(f"could not read {self.http.base} at all: every search failed ({first[0]}: {first[1]})")
+        self.lacks = tuple(sorted({*self.lacks, *(t for r in done.values() for t in r.get("lacks", ()))}))
         referenced = Referenced()
         for pid in self.patients:
             record = done[pid]

@@ -29,6 +29,9 @@ _REFUSED = re.compile(r"\bHTTP (400|403|405|422)\b")
 NEEDS_A_LIST = "give --group ID (its members) or --patients-file FILE (one id a line) to search patient by patient"
 
 
+_NOT_FOUND = re.compile(r"\bHTTP 404\b")
+
+
 def refused_status(message: str) -> bool:
     """Does a failure's message show a refusal (400, 403, 405, 422) rather than a fault?"""
     return _REFUSED.search(message) is not None
@@ -95,7 +98,9 @@ class RestSource:
         log.warning(
             "the server refuses searches across all patients (%s): searching patient by patient", refusal.message
         )
-        yield from self.crawl().read()
+        crawl = self.crawl()
+        yield from crawl.read()
+        self.lacks = tuple(sorted({*self.lacks, *getattr(crawl, "lacks", ())}))
 
     def _population(self) -> Iterator[Item | RunError]:
         first_failure: RunError | None = None
@@ -142,6 +147,12 @@ class RestSource:
             try:
                 bundle = self.http.get_json(url, params=params, headers=STRICT)
             except FetchError as exc:
+                if params is not None and _NOT_FOUND.search(str(exc)):
+                    # the type's search endpoint does not exist: the server does not offer the
+                    # type, whatever its statement said (contract §3: absent data, not an error)
+                    log.info("%s searches answer 404: read as absent data (contract §3)", search.resource_type)
+                    self.lacks = tuple(sorted({*self.lacks, search.resource_type}))
+                    return
                 smaller = _smaller_count(params, exc)
                 if smaller is not None and params is not None:
                     # a server that refuses a large _count (Oracle Health: at most 200 for

@@ -653,3 +653,26 @@ def test_medications_the_orders_reference_are_read_by_id_when_include_is_not_lis
         "MedicationRequest/mr1",
         "Medication/m1",
     ]
+
+
+def test_a_type_whose_search_answers_404_is_absent_data_not_an_error(httpserver: HTTPServer) -> None:
+    """Contract §3: a type the server refuses as unsupported holds no data; it is named, and
+    is neither an error nor a reason for `unknown`. A 404 on a later page is still an error."""
+    httpserver.expect_request("/fhir/Patient").respond_with_response(fhir(bundle([patient("p1")])))
+    httpserver.expect_request("/fhir/MedicationStatement").respond_with_response(
+        fhir(outcome("Resource type MedicationStatement is not supported"), 404)
+    )
+    source = RestSource(http_for(httpserver), [PATIENTS, Search("MedicationStatement", (("_count", "2"),))])
+    items, errors = read(source)
+    assert errors == [] and ids(items) == ["Patient/p1"]
+    assert source.lacks == ("MedicationStatement",)
+
+    httpserver.clear()
+    page2 = httpserver.url_for("/fhir/Condition/page2")
+    httpserver.expect_request("/fhir/Patient").respond_with_response(fhir(bundle([patient("p1")])))
+    httpserver.expect_request("/fhir/Condition").respond_with_response(fhir(bundle([condition("c1")], page2)))
+    httpserver.expect_request("/fhir/Condition/page2").respond_with_response(fhir(outcome("gone"), 404))
+    later = RestSource(http_for(httpserver), [PATIENTS, Search("Condition", (("_count", "2"),))])
+    items, errors = read(later)
+    assert ids(items) == ["Patient/p1", "Condition/c1"] and len(errors) == 1 and "404" in errors[0].message
+    assert later.lacks == ()

@@ -17,20 +17,21 @@ def _deciding(parts: Sequence[Outcome], result: Result) -> Outcome:
     return Outcome(result, evidence, notes)
 
 
+def _first_of(parts: Sequence[Outcome], order: tuple[Result, Result, Result]) -> Outcome:
+    """The first result of `order` that some part has decides (the last one when no part
+    has either of the first two: an empty combination included)."""
+    for result in order[:2]:
+        if any(p.result is result for p in parts):
+            return _deciding(parts, result)
+    return _deciding(parts, order[2])
+
+
 def all_of(parts: Sequence[Outcome]) -> Outcome:
-    if any(p.result is NOT_MET for p in parts):
-        return _deciding(parts, NOT_MET)
-    if any(p.result is UNKNOWN for p in parts):
-        return _deciding(parts, UNKNOWN)
-    return _deciding(parts, MET)
+    return _first_of(parts, (NOT_MET, UNKNOWN, MET))
 
 
 def any_of(parts: Sequence[Outcome]) -> Outcome:
-    if any(p.result is MET for p in parts):
-        return _deciding(parts, MET)
-    if any(p.result is UNKNOWN for p in parts):
-        return _deciding(parts, UNKNOWN)
-    return _deciding(parts, NOT_MET)
+    return _first_of(parts, (MET, UNKNOWN, NOT_MET))
 
 
 def negate(part: Outcome) -> Outcome:

@@ -28,6 +28,14 @@ class Run:
     def patient(self, pid: str) -> dict[str, Any]:
         return next(p for p in self.document["patients"] if p["id"] == pid)
 
+    def comparable(self) -> dict[str, Any]:
+        """candidates.json without what differs between two runs of the same data from
+        different sources (`generated_at`, `source`): for parity between sources."""
+        document = self.document
+        document.pop("generated_at")
+        document.pop("source")
+        return document
+
 
 def cohort_finder(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """The installed console script when there is one, else the module (same code)."""
@@ -37,8 +45,12 @@ def cohort_finder(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = Non
     return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, env=full_env, check=False)
 
 
-def run_trial(criteria: Path, source: Path, out: Path, as_of: str, *extra: str) -> Run:
+def run_trial(
+    criteria: Path, source: Path | str, out: Path, as_of: str, *extra: str, env: dict[str, str] | None = None
+) -> Run:
+    """`source`: a folder, or a server's base URL."""
     done = cohort_finder(
-        "run", "--criteria", str(criteria), "--source", str(source), "--out", str(out), "--as-of", as_of, *extra
-    )
+        "run", "--criteria", str(criteria), "--source", str(source), "--out", str(out), "--as-of", as_of, *extra,
+        env=env,
+    )  # fmt: skip
     return Run(done.returncode, done.stdout, done.stderr, out)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import itertools
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +33,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
+
+from .fhir_server import free_port
 
 FHIR_JSON = "application/fhir+json"
 RESULT_PARAMS = {"_count", "_sort", "_total", "_summary", "_elements"}
@@ -136,7 +137,7 @@ class Emulator:
         self.profile = profile
         self.upstream = upstream.rstrip("/")
         self.client = client
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/fhir"
         self.token_url = f"http://127.0.0.1:{self.port}/token"
         self.storage = f"http://localhost:{self.port}/storage"  # another host name: no token follows a redirect
@@ -382,12 +383,6 @@ class Emulator:
         headers = {"Range": request.headers["range"]} if "range" in request.headers else {}
         upstream = self.http.get(upstream_url, headers=headers, timeout=60)
         return Response(upstream.content, upstream.status_code, media_type="application/fhir+ndjson")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

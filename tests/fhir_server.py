@@ -55,7 +55,8 @@ def session() -> requests.Session:
     return s
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -158,7 +159,7 @@ class FhirServer:
 
     def _start(self) -> None:
         assert self.tmp is not None
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}/fhir"
         config = self.tmp / "sekmet.yaml"
         config.write_text(yaml.safe_dump(self.settings(), sort_keys=False), encoding="utf-8")

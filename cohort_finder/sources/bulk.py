@@ -420,21 +420,21 @@ class BulkSource:
         the ones the statements and requests point at, by id."""
         if not self.fetch_medications:
             return  # the server offers no Medication: records keep their codes only
-        wanted: set[str] = set()
-        have: set[str] = set()
+        referenced = medications.Referenced()
         for path in files.glob("*.ndjson"):
-            if path.name.startswith(MEDICATION_TYPES):
-                wanted |= medications.referenced_ids(path.read_bytes())
-            elif path.name.startswith("Medication."):
-                for line in path.read_bytes().splitlines():
-                    try:
-                        have.add(str(jsontext.loads(line).get("id")))
-                    except (jsontext.JSONTextError, AttributeError):
-                        continue  # the file reader reports the bad line itself
-        if not wanted - have:
+            if not path.name.startswith((*MEDICATION_TYPES, "Medication.")):
+                continue
+            for line in path.read_bytes().splitlines():
+                try:
+                    resource = jsontext.loads(line)
+                except jsontext.JSONTextError:
+                    continue  # the file reader reports the bad line itself
+                if isinstance(resource, dict):
+                    referenced.see(resource)
+        if not referenced.missing():
             return
         lines = []
-        for item in medications.fetch_medications(self.http, wanted - have):
+        for item in medications.fetch_medications(self.http, referenced.missing()):
             if isinstance(item, RunError):
                 self.errors.append(item)
             else:

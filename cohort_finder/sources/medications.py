@@ -6,7 +6,6 @@ asking for no more than 100 a page (servers refuse a `_count` over their cap: eh
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -18,26 +17,6 @@ from .base import BrokenLinks, Item, next_link, unpack
 from .http import FhirHttp, full_url
 
 IDS_PER_SEARCH = 100
-MEDICATION_REFERENCE = re.compile(
-    rb'"medicationReference"\s*:\s*\{[^{}]*?"reference"\s*:\s*"(?:[^"]*/)?Medication/([^"/]+)"'
-)
-
-
-def referenced_ids(text: bytes) -> set[str]:
-    """The ids of the Medications that medication records in `text` (JSON) reference."""
-    return {m.decode() for m in MEDICATION_REFERENCE.findall(text)}
-
-
-def referenced_in(resources: Iterable[dict[str, Any]]) -> set[str]:
-    """The Medication ids that these resources' `medicationReference`s name."""
-    ids = set()
-    for resource in resources:
-        ref = resource.get("medicationReference")
-        target = ref.get("reference") if isinstance(ref, dict) else None
-        medication = target_id(target, "Medication")
-        if medication is not None:
-            ids.add(medication)
-    return ids
 
 
 class Referenced:
@@ -50,7 +29,10 @@ class Referenced:
     def see(self, resource: dict[str, Any]) -> None:
         kind = resource.get("resourceType")
         if kind in MEDICATION_TYPES:
-            self.wanted |= referenced_in((resource,))
+            ref = resource.get("medicationReference")
+            medication = target_id(ref.get("reference") if isinstance(ref, dict) else None, "Medication")
+            if medication is not None:
+                self.wanted.add(medication)
         elif kind == "Medication" and isinstance(resource.get("id"), str):
             self.have.add(resource["id"])
 

@@ -22,14 +22,14 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ..e2e import Run, cohort_finder
+from ..e2e import Run, run_trial
 from ..ehr_emulator import EPIC, ORACLE, Client, Emulator, Profile, emulate
 from ..fhir_server import FHIR_JSON, session
 from ..paths import CRITERIA, FIXTURES
 from .conftest import LoadedServer
 
 AS_OF = "2026-06-30"
-TRIAL = str(CRITERIA / "nct07183761.yaml")
+TRIAL = CRITERIA / "nct07183761.yaml"
 # The Groups a site builds for the client. A crawl through the layer runs ~7 patients a second
 # here, so the crawls take a third of the patients; the exports take them all.
 GROUP = "cf-site-cohort"  # every fixture patient
@@ -72,16 +72,7 @@ def _folder(target: Path, server: LoadedServer, types: set[str]) -> Path:
 
 
 def _run(source: str, out: Path, *extra: str, env: dict[str, str] | None = None) -> Run:
-    args = ("run", "--criteria", TRIAL, "--source", source, "--out", str(out), "--as-of", AS_OF, *extra)
-    done = cohort_finder(*args, env=env)
-    return Run(done.returncode, done.stdout, done.stderr, out)
-
-
-def _comparable(run: Run) -> dict[str, Any]:
-    document = run.document
-    document.pop("generated_at")
-    document.pop("source")
-    return document
+    return run_trial(TRIAL, source, out, AS_OF, *extra, env=env)
 
 
 @dataclass(frozen=True)
@@ -140,7 +131,7 @@ def groups(fhir_server: LoadedServer, epic_site: Site) -> Groups:
 
 def _only(run: Run, ids: list[str]) -> dict[str, Any]:
     """The parts of a run that concern these patients (a Group of some of the folder's)."""
-    document = _comparable(run)
+    document = run.comparable()
     wanted = set(ids)
     return {
         "criteria": document["criteria"],
@@ -228,7 +219,7 @@ def test_epic_group_export_by_its_group_export_operation_matches_the_folder(
     run = _run(epic.base, tmp_path / "out", "--group", GROUP, "--cache", str(tmp_path / "cache"), env=epic_site.env)
     assert run.exit_code == 0, run.stderr
     assert "bulk export ready" in run.stderr  # chosen by itself: the statement offers group-export
-    assert _comparable(run) == _comparable(epic_site.folder_run)
+    assert run.comparable() == epic_site.folder_run.comparable()
     (kickoff,) = _asked(epic, "/fhir/Group/")
     assert "MedicationStatement" not in kickoff.replace("MedicationRequest", "")
     # Medications the orders reference are outside the Group's compartment: read by id

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from ..e2e import Run, cohort_finder
+from ..e2e import Run, run_trial
 from ..paths import CRITERIA, FIXTURES
 from ..samples import SYNTHEA
 from .conftest import LoadedServer
 
 AS_OF = "2026-06-30"  # the fixtures' as-of; Synthea's records are simply older at that date
-TRIAL = str(CRITERIA / "nct07183761.yaml")
+TRIAL = CRITERIA / "nct07183761.yaml"
 
 
 def _without(node: Any, refused: set[str]) -> Any:
@@ -47,16 +47,8 @@ def _same_data_as_server(target: Path, server: LoadedServer) -> Path:
     return target
 
 
-def _run(source: str, out: Path, *extra: str) -> Run:
-    done = cohort_finder("run", "--criteria", TRIAL, "--source", source, "--out", str(out), "--as-of", AS_OF, *extra)
-    return Run(done.returncode, done.stdout, done.stderr, out)
-
-
-def _comparable(run: Run) -> dict[str, Any]:
-    document = run.document
-    document.pop("generated_at")
-    document.pop("source")
-    return document
+def _run(source: str, out: Path, *extra: str, env: dict[str, str] | None = None) -> Run:
+    return run_trial(TRIAL, source, out, AS_OF, *extra, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +62,7 @@ def file_run(fhir_server: LoadedServer, tmp_path_factory: pytest.TempPathFactory
 def test_rest_gives_the_same_candidates_as_files(fhir_server: LoadedServer, file_run: Run, tmp_path: Path) -> None:
     rest = _run(fhir_server.base, tmp_path, "--rest")
     assert rest.exit_code == 0, rest.stderr
-    assert _comparable(rest) == _comparable(file_run)
+    assert rest.comparable() == file_run.comparable()
     assert rest.document["source"] == fhir_server.base
     assert "REST:" in rest.stderr and "requests" in rest.stderr  # the log counts requests, pages, resources
     patients = len(rest.document["patients"])
@@ -83,11 +75,11 @@ def test_bulk_gives_the_same_candidates_and_then_asks_only_for_changes(
     cache = tmp_path / "cache"
     bulk = _run(fhir_server.base, tmp_path / "out1", "--bulk", "--cache", str(cache))
     assert bulk.exit_code == 0, bulk.stderr
-    assert _comparable(bulk) == _comparable(file_run)
+    assert bulk.comparable() == file_run.comparable()
     assert "bulk export ready" in bulk.stderr
     again = _run(fhir_server.base, tmp_path / "out2", "--bulk", "--cache", str(cache))
     assert "bulk export (changes since" in again.stderr and "0 resources changed, 0 deleted" in again.stderr
-    assert _comparable(again) == _comparable(file_run)
+    assert again.comparable() == file_run.comparable()
     (folder,) = list(cache.iterdir())
     assert folder.stat().st_mode & 0o077 == 0  # PHI: owner only
 
@@ -106,5 +98,5 @@ def test_a_per_patient_crawl_gives_the_same_candidates(
     crawl = _run(fhir_server.base, tmp_path / "out", "--rest", "--crawl", "--patients-file", str(ids),
                  "--concurrency", "4", "--rate", "0")  # fmt: skip
     assert crawl.exit_code == 0, crawl.stderr
-    assert _comparable(crawl) == _comparable(file_run)
+    assert crawl.comparable() == file_run.comparable()
     assert "crawl: " in crawl.stderr and "patients" in crawl.stderr

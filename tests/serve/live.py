@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import uvicorn
 from cohort_finder.serve.app import Config, create_app
 
 from ..e2e import run_trial
+from ..fhir_server import free_port
 from ..paths import CRITERIA, FIXTURES
 
 TOKEN = "test-team-token-0123456789abcdef"
@@ -39,12 +39,6 @@ def two_runs(folder: Path) -> StoreRuns:
     return StoreRuns(out, store)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class LiveApp:
     base: str
@@ -54,7 +48,7 @@ class LiveApp:
 @contextmanager
 def serve(store: Path, token: str | None = TOKEN) -> Iterator[LiveApp]:
     config = Config(store=store, token=token, audit=store.with_name(store.name + ".audit.jsonl"))
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

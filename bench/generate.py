@@ -134,8 +134,10 @@ def _lab_specs(sex: str) -> list[tuple[Any, tuple[str, str], tuple[float, float,
     ]
 
 
-def _dpn_additions(seed: int, index: int, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The extra resources one patient gets (none for most), seeded by (seed, index)."""
+def _dpn_additions(seed: int, index: int, resources: list[dict[str, Any]], dense: bool = False) -> list[dict[str, Any]]:
+    """The extra resources one patient gets (none for most), seeded by (seed, index). `dense`:
+    every patient gets them (made diabetic first where not), so every patient has facts every
+    lab, condition and medication rule reads: the worst case for evaluation."""
     from carebundle.builders.clinical import build_condition, build_lab_observation
     from carebundle.builders.orders import build_medication_request
     from carebundle.core.ids import deterministic_uuid
@@ -148,10 +150,10 @@ def _dpn_additions(seed: int, index: int, resources: list[dict[str, Any]]) -> li
         and any(c.get("code", "").startswith("E11") for c in r.get("code", {}).get("coding", []))
         for r in resources
     )
-    if not diabetic:
+    if not diabetic and not dense:
         return []
     rng = random.Random(f"{seed}:{index}:cohort-finder-bench-dpn")
-    if rng.random() >= DPN_SHARE_OF_T2DM:
+    if rng.random() >= DPN_SHARE_OF_T2DM and not dense:
         return []
     patient = next(r for r in resources if r["resourceType"] == "Patient")
     practitioner = next((r for r in resources if r["resourceType"] == "Practitioner"), None)
@@ -165,6 +167,11 @@ def _dpn_additions(seed: int, index: int, resources: list[dict[str, Any]]) -> li
         return REFERENCE_DATE - timedelta(days=days_back)
 
     out = []
+    if not diabetic:
+        t2dm = codes.Code(systems.ICD10CM, "E11.9", "Type 2 diabetes mellitus without complications")
+        since = day(rng.randint(3000, 6000)).isoformat()
+        cond = build_condition(resource_id=rid("t2dm"), code=t2dm, subject_urn=subject, onset_date=since)
+        out.append({**_model_json(cond), "recordedDate": since})
     onset = day(rng.randint(400, 2900)).isoformat()
     dpn = codes.Code(systems.ICD10CM, "E11.42", "Type 2 diabetes mellitus with diabetic polyneuropathy")
     cond = build_condition(resource_id=rid("dpn"), code=dpn, subject_urn=subject, onset_date=onset)
@@ -232,11 +239,11 @@ def _dpn_additions(seed: int, index: int, resources: list[dict[str, Any]]) -> li
 # ---------------------------------------------------------------------------- generation
 
 
-def _chunk(task: tuple[int, int, list[str], bool]) -> dict[str, list[str]]:
+def _chunk(task: tuple[int, int, list[str], bool, bool]) -> dict[str, list[str]]:
     """NDJSON lines per resource type for patients start..start+len(profiles)-1."""
     from carebundle.generate import generate_bundle
 
-    seed, start, profiles, plain = task
+    seed, start, profiles, plain, dense = task
     streams: dict[str, list[str]] = {}
     for offset, profile in enumerate(profiles):
         index = start + offset
@@ -250,20 +257,27 @@ def _chunk(task: tuple[int, int, list[str], bool]) -> dict[str, list[str]]:
         )
         resources = _bundle_resources(bundle)
         if not plain:
-            resources += _dpn_additions(seed, index, resources)
+            resources += _dpn_additions(seed, index, resources, dense)
         for resource in resources:
             streams.setdefault(resource["resourceType"], []).append(_line(resource))
     return streams
 
 
-def _tasks(patients: int, seed: int, plain: bool) -> Iterator[tuple[int, int, list[str], bool]]:
+def _tasks(patients: int, seed: int, plain: bool, dense: bool) -> Iterator[tuple[int, int, list[str], bool, bool]]:
     profiles = _cohort_profiles(patients, seed)
     for start in range(0, patients, CHUNK):
-        yield seed, start, profiles[start : start + CHUNK], plain
+        yield seed, start, profiles[start : start + CHUNK], plain, dense
 
 
 def generate(
-    patients: int, seed: int, out: Path, *, workers: int | None = None, plain: bool = False, quiet: bool = False
+    patients: int,
+    seed: int,
+    out: Path,
+    *,
+    workers: int | None = None,
+    plain: bool = False,
+    dense: bool = False,
+    quiet: bool = False,
 ) -> dict[str, Any]:
     """Write the data set into `out` (replaced if present) and return its manifest."""
     import carebundle
@@ -279,7 +293,7 @@ def generate(
     handles: dict[str, Any] = {}
     counts: dict[str, int] = {}
     try:
-        tasks = _tasks(patients, seed, plain)
+        tasks = _tasks(patients, seed, plain, dense)
         if workers == 1 or patients <= CHUNK:
             results: Iterator[dict[str, list[str]]] = map(_chunk, tasks)
             pool = None
@@ -308,15 +322,17 @@ def generate(
         f"{rtype}.ndjson": {"resources": counts[rtype], "bytes": (tmp / f"{rtype}.ndjson").stat().st_size}
         for rtype in sorted(counts)
     }
+    additions = "" if plain else " + bench DPN additions" + (" for every patient" if dense else "")
     manifest = {
         "generator_version": GENERATOR_VERSION,
         "carebundle_version": carebundle.__version__,
         "patients": patients,
         "seed": seed,
         "plain": plain,
+        "dense": dense,
         "reference_date": REFERENCE_DATE.isoformat(),
         "command": f"carebundle generate --profile mixed --count {patients} --seed {seed} --sex {SEX} "
-        f"--age-range {AGE_RANGE[0]}-{AGE_RANGE[1]} --format ndjson" + ("" if plain else " + bench DPN additions"),
+        f"--age-range {AGE_RANGE[0]}-{AGE_RANGE[1]} --format ndjson" + additions,
         "files": files,
         "resources": sum(f["resources"] for f in files.values()),
         "bytes": sum(f["bytes"] for f in files.values()),
@@ -345,10 +361,11 @@ def ensure_data(
     *,
     workers: int | None = None,
     plain: bool = False,
+    dense: bool = False,
     quiet: bool = False,
 ) -> tuple[Path, dict[str, Any], bool]:
     """(folder, manifest, reused): generate unless a complete matching copy is there."""
-    out = out or DATA_ROOT / (f"{patients}-{seed}" + ("-plain" if plain else ""))
+    out = out or data_folder(patients, seed, plain, dense)
     manifest = read_manifest(out)
     if (
         manifest
@@ -356,13 +373,18 @@ def ensure_data(
         and manifest.get("patients") == patients
         and manifest.get("seed") == seed
         and manifest.get("plain") == plain
+        and manifest.get("dense", False) == dense
         and all(
             (out / name).is_file() and (out / name).stat().st_size == f["bytes"]
             for name, f in manifest["files"].items()
         )
     ):
         return out, manifest, True
-    return out, generate(patients, seed, out, workers=workers, plain=plain, quiet=quiet), False
+    return out, generate(patients, seed, out, workers=workers, plain=plain, dense=dense, quiet=quiet), False
+
+
+def data_folder(patients: int, seed: int, plain: bool = False, dense: bool = False) -> Path:
+    return DATA_ROOT / (f"{patients}-{seed}" + ("-plain" if plain else "") + ("-dense" if dense else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,15 +396,19 @@ def main(argv: list[str] | None = None) -> int:
         "--workers", type=int, default=None, help="processes (default: all cores); never changes output"
     )
     parser.add_argument("--plain", action="store_true", help="carebundle's output only, without the DPN additions")
+    parser.add_argument("--dense", action="store_true", help="every patient diabetic, with the labs and medication")
     parser.add_argument("--force", action="store_true", help="regenerate even when a cached copy exists")
     args = parser.parse_args(argv)
     if args.patients < 1:
         parser.error("--patients must be at least 1")
     if args.force:
-        out = args.out or DATA_ROOT / (f"{args.patients}-{args.seed}" + ("-plain" if args.plain else ""))
-        manifest, reused = generate(args.patients, args.seed, out, workers=args.workers, plain=args.plain), False
+        out = args.out or data_folder(args.patients, args.seed, args.plain, args.dense)
+        manifest = generate(args.patients, args.seed, out, workers=args.workers, plain=args.plain, dense=args.dense)
+        reused = False
     else:
-        out, manifest, reused = ensure_data(args.patients, args.seed, args.out, workers=args.workers, plain=args.plain)
+        out, manifest, reused = ensure_data(
+            args.patients, args.seed, args.out, workers=args.workers, plain=args.plain, dense=args.dense
+        )
     mb = manifest["bytes"] / 1e6
     print(
         f"{'reused' if reused else 'wrote'} {out}: {manifest['patients']} patients, {manifest['resources']} resources "

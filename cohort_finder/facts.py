@@ -29,10 +29,7 @@ CLINICAL_TYPES = frozenset(
 # the clinical types that name a medication (contract §3, revised 2026-11-29: EHRs such as Epic
 # and Oracle Health serve no MedicationStatement; orders and dispenses are what they hold)
 MEDICATION_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationDispense")
-# an order in one of these states with no end is a medication the patient is on (to as-of)
-ONGOING_ORDER_STATUSES = frozenset({"active", "on-hold"})
-_SUPPLY_DAYS = {"d": 1, "day": 1, "days": 1, "wk": 7, "mo": 30, "a": 365}
-MAX_SUPPLY_DAYS = 3_652_500  # 10,000 years: any longer supply runs past every possible as-of
+_DAYS_PER = {"d": 1, "day": 1, "days": 1, "wk": 7, "mo": 30, "a": 365}  # a duration's unit in days
 CODE_SPACE = " "  # trimmed from a coding's system and code (fixed-width exports pad codes), by Python and SQL alike
 
 
@@ -376,12 +373,8 @@ def _medication_use(resource: dict[str, Any], rtype: str, values: _Values) -> di
             period_end=values.day(bounds.get("end"), "dosageInstruction.timing.repeat.boundsPeriod.end"),
         )
     elif authored:
-        out.update(period_start=authored, period_end=authored)
-        days = _supply_days(dispense, values)
-        if days is not None and days >= 1:
-            out.update(supply_days=days, period_end=None)
-        elif resource.get("status") in ONGOING_ORDER_STATUSES:
-            out["period_end"] = None  # an active order with no end runs to as-of
+        out["authored"] = authored
+        out.update(_supply(dispense, values))
     return out
 
 
@@ -403,20 +396,15 @@ def _bounds_period(resource: dict[str, Any], values: _Values) -> dict[str, Any] 
 
 
 def _dispensed(resource: dict[str, Any], values: _Values) -> dict[str, Any]:
-    """A MedicationDispense: whenHandedOver (else whenPrepared) for daysSupply days, one day
-    when it gives none."""
+    """A MedicationDispense: whenHandedOver (else whenPrepared) and daysSupply."""
     handed = values.day(resource.get("whenHandedOver"), "whenHandedOver")
     if handed is None:
         handed = values.day(resource.get("whenPrepared"), "whenPrepared")
     if handed is None:
         return {}
     supply = resource.get("daysSupply")
-    if supply is None:
-        return {"period_start": handed, "period_end": handed}
-    days = _quantity_days(supply, "daysSupply", values)
-    if days is None or days < 1:
-        return {"period_start": handed, "period_end": handed}
-    return {"period_start": handed, "period_end": None, "supply_days": math.ceil(min(days, MAX_SUPPLY_DAYS))}
+    days = None if supply is None else _quantity_days(supply, "daysSupply", values)
+    return {"handed_over": handed, "days_supply": days}
 
 
 def _quantity_days(quantity: Any, where: str, values: _Values) -> float | None:
@@ -427,7 +415,7 @@ def _quantity_days(quantity: Any, where: str, values: _Values) -> float | None:
     if quantity.get("value") is None:
         return None
     unit = quantity.get("code") or quantity.get("unit")
-    per = _SUPPLY_DAYS.get(unit) if isinstance(unit, str) else None
+    per = _DAYS_PER.get(unit) if isinstance(unit, str) else None
     if per is None:
         values.problems.append(f"is not usable ({where} unit {_quoted(unit)} is not d, wk, mo or a)")
         return None
@@ -435,23 +423,19 @@ def _quantity_days(quantity: Any, where: str, values: _Values) -> float | None:
     return None if value is None else value * per
 
 
-def _supply_days(dispense: dict[str, Any], values: _Values) -> int | None:
-    """expectedSupplyDuration x (1 + numberOfRepeatsAllowed), in days (fractions round up)."""
+def _supply(dispense: dict[str, Any], values: _Values) -> dict[str, Any]:
+    """expectedSupplyDuration (in days) and numberOfRepeatsAllowed, as the order gives them."""
     supply = dispense.get("expectedSupplyDuration")
     if not isinstance(supply, dict) or supply.get("value") is None:
-        return None
+        return {}
     days = _quantity_days(supply, "expectedSupplyDuration", values)
     if days is None:
-        return None
+        return {}
     repeats = dispense.get("numberOfRepeatsAllowed")
-    if repeats is None:
-        repeats = 0
-    elif isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 0:
+    if repeats is not None and (isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 0):
         values.wrong("dispenseRequest.numberOfRepeatsAllowed", repeats, "a whole number")
-        return None
-    # longer than any as-of can be from authoredOn: the supply simply runs to as-of (and an
-    # absurd number of repeats stays a number a float can hold)
-    return math.ceil(min(days * (1 + min(repeats, MAX_SUPPLY_DAYS)), MAX_SUPPLY_DAYS))
+        return {}
+    return {"supply_duration": days, "repeats": repeats}
 
 
 def contained_medication(resource: dict[str, Any], ref: str) -> MedicationDef | None:

@@ -76,11 +76,16 @@ class Fact:
     # Procedure
     performed_start: str | None = None
     performed_end: str | None = None
-    # MedicationStatement / MedicationRequest
+    # MedicationStatement / MedicationRequest / MedicationDispense: what the record says; the
+    # days it covers are the medication rule's to work out (rules/medication_days.py)
     intent: str | None = None
-    period_start: str | None = None
-    period_end: str | None = None  # None with period_start set: open end, runs to as-of
-    supply_days: int | None = None  # MedicationRequest: days from authoredOn
+    period_start: str | None = None  # a stated period: effective[x], validityPeriod, boundsPeriod
+    period_end: str | None = None  # None with period_start set: open end
+    authored: str | None = None  # MedicationRequest.authoredOn, used where no period is stated
+    supply_duration: float | None = None  # expectedSupplyDuration, in days
+    repeats: int | None = None  # numberOfRepeatsAllowed
+    handed_over: str | None = None  # MedicationDispense: whenHandedOver, else whenPrepared
+    days_supply: float | None = None  # MedicationDispense.daysSupply, in days
     medication_ref: str | None = None  # unresolved Medication reference (resolved in linking)
     # what is wrong with its values, each worded to follow "Type/id" ("has an invalid date
     # (...)"): a rule that would read it cannot use it (evaluate/batch.py link)

@@ -21,12 +21,9 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from urllib.parse import quote
 
-from .criteria import (
-    MedicationDaysRule,
-    Trial,
-)
+from .criteria import Trial
 from .facts import MEDICATION_TYPES
-from .reduce import needs, trial_leaves
+from .reduce import trial_leaves
 from .terminology import CodeSet
 
 MAX_QUERY_VALUE = 1500  # characters of one `code=` value: keeps URLs well under common 8 KiB limits
@@ -87,12 +84,14 @@ def plan(trial: Trial, as_of: date, page_size: int = 1000) -> list[Search]:
         ("Procedure", "code"): procedure,
     }
     for leaf in trial_leaves(trial):
-        for need in needs(leaf):
+        for need in leaf.needs():
+            if need.field == "medication":  # by ingredient name too: fetched whole (see above)
+                medications = True
+                continue
             target = by_target[(need.resource_type, need.field)]
             # Conditions and Procedures are not restricted by date here (a Condition's onset
             # does not say whether it is current; a Procedure's period may start before the window)
             target.add(need.codes, need.window if need.resource_type == "Observation" else None)
-        medications |= isinstance(leaf, MedicationDaysRule)
     count = (("_count", str(page_size)),)
     searches = [Search("Patient", count)]
     for wanted, param in ((observation_code, "code"), (observation_value, "value-concept")):

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from cohort_finder.criteria import AnyOf, ConditionRule, LabRule, load_trial
+from cohort_finder.criteria import load_trial
 from cohort_finder.errors import CriteriaError
 from cohort_finder.model import Result
+from cohort_finder.rules.condition import ConditionRule
+from cohort_finder.rules.lab import LabRule
+from cohort_finder.rules.logic import AnyOf
 
 from .paths import CRITERIA, ROOT, TEST_DATA
 
@@ -38,8 +41,8 @@ def test_thresholds_come_from_yaml() -> None:
     assert isinstance(hba1c, LabRule)
     assert (hba1c.op, hba1c.value, hba1c.unit, hba1c.lookback_days) == (">", 12.0, "%", 365)
     dpn = next(c for c in trial.criteria if c.id == "diabetic_peripheral_neuropathy").rule
-    assert isinstance(dpn, AnyOf) and isinstance(dpn.parts[1], ConditionRule)
-    assert dpn.parts[1].outcome == ((Result.MET, Result.UNKNOWN),)
+    assert isinstance(dpn, AnyOf) and isinstance(dpn.parts()[1], ConditionRule)
+    assert dpn.parts()[1].outcome == ((Result.MET, Result.UNKNOWN),)
 
 
 def test_every_criteria_file_in_the_repo_loads() -> None:

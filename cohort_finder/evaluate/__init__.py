@@ -1,98 +1,48 @@
 """Where every criterion is evaluated: one patient's rows in, one result per criterion out.
 
-`evaluate_patient` walks the criteria in file order (`alive` first); `evaluate_rule`
-dispatches each rule to the small function of its kind (one module per family).
+`evaluate_patient` walks the criteria in file order (`alive` first); `evaluate_rule` asks each
+rule to decide (its kind's class in `rules/`, one module per kind) or to combine its parts.
 """
 
 from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
-from ..criteria import (
-    AgeRule,
-    AllOf,
-    AnyOf,
-    AnyRule,
-    CodedObservationRule,
-    ConditionRule,
-    Criterion,
-    LabRule,
-    LabUlnRule,
-    MedicationDaysRule,
-    MostRecentClassRule,
-    Not,
-    ProcedureRule,
-    SexRule,
-    Trial,
-)
+from ..criteria import Criterion, Trial
 from ..model import CriterionResult, Outcome, PatientRecord, PatientResult, Result, Status, rules_out
-from ..reduce import resource_types
-from . import logic
-from .conditions import condition
-from .context import Context
-from .demographics import age, age_range, alive, sex
-from .labs import lab, lab_uln
-from .medications import medication_days
-from .observations import coded_observation, most_recent_class
+from ..rules import Rule
+from ..rules.age import age_range
+from ..rules.alive import alive
+from ..rules.context import Context
+from ..rules.logic import remap
 from .plan import Plan, plan_for
-from .procedures import procedure
 
 
-@dataclass(frozen=True, slots=True)
-class _Leaf:
-    evaluate: Callable[[Any, Context], Outcome]
-    # Whether `met` stands however much more data there is (presence rules) or could change
-    # (most-recent rules). Used when some of a patient's data could not be read: results that
-    # depended on it become unknown (contract §4).
-    met_stands: bool = True
-
-
-_LEAVES: dict[type, _Leaf] = {
-    AgeRule: _Leaf(age),
-    SexRule: _Leaf(sex),
-    ConditionRule: _Leaf(condition),
-    LabRule: _Leaf(lab, met_stands=False),
-    LabUlnRule: _Leaf(lab_uln, met_stands=False),
-    CodedObservationRule: _Leaf(coded_observation),
-    MostRecentClassRule: _Leaf(most_recent_class, met_stands=False),
-    ProcedureRule: _Leaf(procedure),
-    MedicationDaysRule: _Leaf(medication_days),
-}
-
-
-def evaluate_rule(rule: AnyRule, ctx: Context, plan: Plan | None = None) -> Outcome:
-    if isinstance(rule, AllOf):
-        outcome = logic.all_of([evaluate_rule(r, ctx, plan) for r in rule.parts])
-    elif isinstance(rule, AnyOf):
-        outcome = logic.any_of([evaluate_rule(r, ctx, plan) for r in rule.parts])
-    elif isinstance(rule, Not):
-        assert rule.part is not None
-        outcome = logic.negate(evaluate_rule(rule.part, ctx, plan))
+def evaluate_rule(rule: Rule, ctx: Context, plan: Plan | None = None) -> Outcome:
+    parts = rule.parts()
+    if parts:
+        outcome = rule.combine([evaluate_rule(r, ctx, plan) for r in parts])
     else:
-        leaf = _LEAVES[type(rule)]
         bit = plan.bit(rule) if plan is not None else 0
         if not bit:
-            found = leaf.evaluate(rule, ctx)
+            found = rule.evaluate(ctx)
         elif not bit & ctx.relevant:
             # none of this patient's facts can matter to the rule: its no-data outcome, once a run
             assert plan is not None
-            found = plan.empty_outcome(rule, leaf.evaluate)
+            found = plan.empty_outcome(rule)
         else:
             ctx.view = bit  # the rule reads only the facts that can matter to it
             try:
-                found = leaf.evaluate(rule, ctx)
+                found = rule.evaluate(ctx)
             finally:
                 ctx.view = -1
-        outcome = _unusable(leaf, _incomplete(rule, leaf, found, ctx), ctx, bit)
-    return logic.remap(outcome, rule.outcome)
+        outcome = _unusable(rule, _incomplete(rule, found, ctx), ctx, bit)
+    return remap(outcome, rule.outcome)
 
 
-def _unusable(leaf: _Leaf, outcome: Outcome, ctx: Context, bit: int) -> Outcome:
+def _unusable(leaf: Rule, outcome: Outcome, ctx: Context, bit: int) -> Outcome:
     """A resource the rule would read has unusable values (an invalid date, a value that is
     not a number): the rule cannot be decided, unless it is a presence rule met by other data.
     The note names the resource; a note saying nothing was found would not be true."""
@@ -103,11 +53,11 @@ def _unusable(leaf: _Leaf, outcome: Outcome, ctx: Context, bit: int) -> Outcome:
     return Outcome(Result.UNKNOWN, outcome.evidence, (*notes, *kept))
 
 
-def _incomplete(rule: AnyRule, leaf: _Leaf, outcome: Outcome, ctx: Context) -> Outcome:
+def _incomplete(leaf: Rule, outcome: Outcome, ctx: Context) -> Outcome:
     missing = ctx.record.incomplete
     if not missing:
         return outcome
-    reads = resource_types(rule)  # what the rule reads, as reduce.needs states it
+    reads = leaf.reads()  # what the rule reads, as its needs state it
     if not reads or ("*" not in missing and not (reads & missing)):
         return outcome
     if outcome.result is Result.MET and leaf.met_stands:

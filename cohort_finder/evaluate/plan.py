@@ -2,7 +2,7 @@
 answered once per run instead of once per patient.
 
 Every rule that reads facts (condition, lab, coded observation, class, procedure, medication
-days) starts by keeping the facts of its own value set and ignores all others (`reduce.needs`
+days) starts by keeping the facts of its own value set and ignores all others (its `needs`
 states which). So for a patient none of whose facts can matter to a rule, that rule's outcome
 is its "nothing recorded" outcome, the same for every such patient: it is computed once and
 shared. At hospital scale most rules of most patients are in that state (20,000 patients x 32
@@ -12,16 +12,17 @@ speed-up. The rules themselves are unchanged and still run whenever a fact can m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from ..criteria import AnyRule, Criterion, MedicationDaysRule, Trial
+from ..criteria import Criterion, Trial
 from ..model import CriterionResult, Fact, Outcome, PatientFact, PatientRecord
-from ..reduce import leaves, names_medication, needs, resource_types
+from ..rules import Rule, leaves
+from ..rules.context import Context
+from ..rules.medication_days import names_medication
 from ..terminology import CodeSet, MedicationSet
-from .context import Context
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,17 +44,18 @@ class _Reader:
         )
 
 
-def _reader(leaf: AnyRule) -> _Reader | None:
+def _reader(leaf: Rule) -> _Reader | None:
     """None for rules that read no facts (age, sex) or whose reading is not stated."""
-    if isinstance(leaf, MedicationDaysRule):
-        return _Reader(resource_types(leaf), medications=leaf.medications) if leaf.medications else None
-    stated = needs(leaf)
+    stated = leaf.needs()
     if not stated:
         return None
+    medications = next((n.medications for n in stated if n.medications is not None), None)
+    if medications is not None:  # a rule reads one medication set
+        return _Reader(leaf.reads(), medications=medications)
     codes = CodeSet("reads", "reads")
     for need in stated:
         codes = codes.union(need.codes, "reads")
-    return _Reader(resource_types(leaf), codes)
+    return _Reader(leaf.reads(), codes)
 
 
 _NOBODY = PatientFact("", None, None, False, None)
@@ -110,18 +112,18 @@ class Plan:
                 each[id(fact)] = bits
         return kept, each
 
-    def bit(self, leaf: AnyRule) -> int:
+    def bit(self, leaf: Rule) -> int:
         """The rule's bit; 0 for a rule that reads no facts (or whose reading is not stated)."""
         entry = self._readers.get(id(leaf))
         return entry[0] if entry is not None else 0
 
-    def empty_outcome(self, leaf: AnyRule, evaluate: Callable[[Any, Context], Outcome]) -> Outcome:
+    def empty_outcome(self, leaf: Rule) -> Outcome:
         """The rule's outcome for a patient with no facts it reads, computed once."""
         found = self._empty.get(id(leaf))
         if found is None:
             terms = self.trial.terminology
             nobody = Context(PatientRecord(_NOBODY, []), self.as_of, terms.converter, terms.known_medication_codes)
-            found = self._empty[id(leaf)] = evaluate(leaf, nobody)
+            found = self._empty[id(leaf)] = leaf.evaluate(nobody)
         return found
 
     def shareable(self, criterion: Criterion, relevant: int) -> bool:

@@ -30,11 +30,11 @@ class Recorder:
         self.decisions = decisions.latest(con, trial.id)
         self.run = runs.begin(con, trial, as_of, source, engine, runs.fingerprints(trial))
         log.info(
-            "run %d of %s recorded in %s%s",
+            "run %d of %s begun in %s%s",
             self.run,
             trial.id,
             store.path,
-            f" (compared with run {self.previous_info.run})" if self.previous_info else " (its first complete run)",
+            f" (compared with run {self.previous_info.run})" if self.previous_info else " (no complete run before it)",
         )
 
     def guard_empty(self, patients: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -76,12 +77,27 @@ def test_run_prints_the_table_and_the_ratio_last(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.strip().splitlines()
-    assert re.fullmatch(r"end_to_end_over_floor=\d+\.\d\d", lines[-1]), lines[-1]
-    assert re.fullmatch(r"speedup_vs_fhir_resources=(\d+\.\d|n/a)", lines[-2]), lines[-2]
+    assert re.fullmatch(r"evaluate_patients_per_s=\d+", lines[-1]), lines[-1]
+    assert re.fullmatch(r"end_to_end_over_floor=\d+\.\d\d", lines[-2]), lines[-2]
+    assert re.fullmatch(r"speedup_vs_fhir_resources=(\d+\.\d|n/a)", lines[-3]), lines[-3]
     table = "\n".join(lines)
     assert re.search(r"^floor \(DuckDB explicit-column scan\)\s+\d+\.\d{3}\s", table, re.M), table
     assert re.search(r"^cohort-finder duckdb\s+\d+\.\d{3}\s", table, re.M), table
     assert (tmp_path / "bench.json").is_file()
+
+
+def test_dense_data_gives_every_patient_the_trials_facts(tmp_path: Path) -> None:
+    _generate("--patients", "12", "--seed", "42", "--out", str(tmp_path / "d"), "--dense", "--workers", "1")
+    patients = {json.loads(line)["id"] for line in (tmp_path / "d" / "Patient.ndjson").read_text().splitlines()}
+    with_dpn, with_orders = set(), set()
+    for line in (tmp_path / "d" / "Condition.ndjson").read_text().splitlines():
+        condition = json.loads(line)
+        if any(c.get("code") == "E11.42" for c in condition["code"]["coding"]):
+            with_dpn.add(condition["subject"]["reference"].removeprefix("Patient/"))
+    for line in (tmp_path / "d" / "MedicationRequest.ndjson").read_text().splitlines():
+        with_orders.add(json.loads(line)["subject"]["reference"].removeprefix("Patient/"))
+    assert len(patients) == 12
+    assert with_dpn == patients and with_orders == patients
 
 
 def test_generate_is_deterministic_whatever_the_workers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

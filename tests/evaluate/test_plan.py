@@ -15,9 +15,9 @@ from cohort_finder.criteria import load_trial
 from cohort_finder.engines import PythonEngine
 from cohort_finder.evaluate import evaluate_criterion, evaluate_patient
 from cohort_finder.evaluate.batch import link
-from cohort_finder.evaluate.context import Context
 from cohort_finder.evaluate.plan import Plan, plan_for
 from cohort_finder.model import Fact, PatientRecord
+from cohort_finder.rules.context import Context
 from cohort_finder.sources.files import FileSource
 
 from ..paths import CRITERIA, FIXTURES

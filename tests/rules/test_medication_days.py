@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cohort_finder.evaluate.medications import covered_days
+from cohort_finder.rules.medication_days import covered_days
 
 from ..paths import CRITERIA
 
@@ -40,11 +40,11 @@ AS_OF = d("2026-06-30")
 
 
 def _span(resource: dict[str, object]) -> tuple[date, date] | None:
-    from cohort_finder.evaluate.medications import _period
     from cohort_finder.facts import clinical_fact
+    from cohort_finder.rules.medication_days import record_period
 
     fact = clinical_fact({"subject": {"reference": "Patient/p"}, **resource}, str(resource["resourceType"]), "x", "p")
-    return _period(fact, AS_OF)
+    return record_period(fact, AS_OF)
 
 
 MR, MD = "MedicationRequest", "MedicationDispense"

@@ -6,8 +6,8 @@ import itertools
 
 import pytest
 
-from cohort_finder.evaluate import logic
 from cohort_finder.model import Evidence, Outcome, Result
+from cohort_finder.rules import logic
 
 M, N, U = Result.MET, Result.NOT_MET, Result.UNKNOWN
 ORDER = {N: 0, U: 1, M: 2}  # Kleene: all_of is min, any_of is max

@@ -1,4 +1,5 @@
-"""Lab rules: the most recent usable Observation against a threshold or a multiple of ULN.
+"""What the lab kinds (`lab`, `lab_uln`) share: the most recent usable Observation in a window,
+walked back to, and tested against a threshold.
 
 Contract §3: usable means status final/amended/corrected/preliminary, a numeric
 valueQuantity whose unit converts; a comparator (`<5`) is used only where it alone decides
@@ -12,13 +13,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..criteria import LabRule, LabUlnRule
 from ..model import Coding, Evidence, Fact, Outcome, Result
 from ..terminology import Analyte, CodeSet
+from .base import Need, Rule
 from .context import Context
 
 USABLE_STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
-_ROUND = 9  # decimal places: keeps float noise (1400 /uL -> 1.4000000000000001) off thresholds
+ROUND = 9  # decimal places: keeps float noise (1400 /uL -> 1.4000000000000001) off thresholds
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,7 @@ def _reading(value: float, comparator: str | None) -> Reading | None:
     return None  # "ad" (sufficient to achieve this total) and the like decide nothing
 
 
-def _holds(op: str, x: float, t: float) -> bool:
+def holds(op: str, x: float, t: float) -> bool:
     return {"<": x < t, "<=": x <= t, ">": x > t, ">=": x >= t}[op]
 
 
@@ -88,7 +89,24 @@ def _unusable_reason(fact: Fact) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class _Test:
+class AnalyteRule(Rule):
+    """What the lab kinds share: an analyte, the codes that name it, a look-back window."""
+
+    analyte: Analyte | None = None
+    codes: CodeSet | None = None
+    lookback_days: int = 365
+    met_stands = False  # a newer value may decide otherwise
+
+    def needs(self) -> list[Need]:
+        assert self.codes is not None
+        return [Need("Observation", "code", self.codes, self.lookback_days)]
+
+    def analytes(self) -> list[str]:
+        return [self.analyte.name] if self.analyte is not None else []
+
+
+@dataclass(frozen=True, slots=True)
+class Test:
     test: Callable[[float], bool]
     edges: tuple[float, ...]
     unit: str  # the unit the value must be in
@@ -97,8 +115,8 @@ class _Test:
     uln_source: str | None = None
 
 
-def _evaluate(
-    ctx: Context, analyte: Analyte, codes: CodeSet, lookback: int, make_test: Callable[[Fact, str], _Test | str]
+def most_recent(
+    ctx: Context, analyte: Analyte, codes: CodeSet, lookback: int, make_test: Callable[[Fact, str], Test | str]
 ) -> Outcome:
     """Walk back from the most recent value to the first usable one; it decides."""
     candidates = _candidates(ctx, codes, lookback)
@@ -116,7 +134,7 @@ def _evaluate(
         if converted is None:
             skipped.append(f"{where} on {fact.effective} unusable: unit {unit!r} does not convert to {test.unit}")
             continue
-        converted = round(converted, _ROUND)
+        converted = round(converted, ROUND)
         reading = _reading(converted, fact.comparator)
         decided = _decide(reading, test.test, test.edges) if reading else None
         shown = f"{fact.comparator or ''}{converted:g}"
@@ -144,33 +162,3 @@ def _evaluate(
     if not candidates:
         return Outcome(Result.UNKNOWN, (), (f"no {analyte.title} in the {lookback} days before as-of",))
     return Outcome(Result.UNKNOWN, (), tuple(skipped))
-
-
-def lab(rule: LabRule, ctx: Context) -> Outcome:
-    assert rule.analyte is not None and rule.codes is not None
-    if rule.between is not None:
-        lo, hi = rule.between
-        test = _Test(lambda x: lo <= x <= hi, (lo, hi), rule.unit, f"{lo:g}-{hi:g} {rule.unit}")
-    else:
-        op, t = rule.op, rule.value
-        test = _Test(lambda x: _holds(op, x, t), (t,), rule.unit, f"{op} {t:g} {rule.unit}")
-    return _evaluate(ctx, rule.analyte, rule.codes, rule.lookback_days, lambda fact, unit: test)
-
-
-def lab_uln(rule: LabUlnRule, ctx: Context) -> Outcome:
-    analyte = rule.analyte
-    assert analyte is not None and rule.codes is not None and rule.default_uln is not None
-    default_value, default_unit = rule.default_uln
-
-    def make_test(fact: Fact, unit: str) -> _Test | str:
-        uln, uln_unit, source = default_value, default_unit, "default"
-        if fact.ref_high is not None:
-            high_unit = fact.ref_high_unit_code or fact.ref_high_unit_text or unit
-            own = ctx.converter.convert(fact.ref_high, high_unit, unit, analyte.units)
-            if own is not None:
-                uln, uln_unit, source = round(own, _ROUND), unit, "referenceRange"
-        limit = round(rule.multiple * uln, _ROUND)  # 1.5 * 1.2 is 1.7999999999999998 in binary
-        op = rule.op
-        return _Test(lambda x: _holds(op, x, limit), (limit,), uln_unit, f"{op} {rule.multiple:g} x ULN", uln, source)
-
-    return _evaluate(ctx, analyte, rule.codes, rule.lookback_days, make_test)

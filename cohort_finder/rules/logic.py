@@ -1,10 +1,17 @@
-"""Kleene three-valued logic over rule outcomes, and the result mapping of `outcome:`."""
+"""The combining kinds (`all_of`, `any_of`, `not`): Kleene three-valued logic over rule
+outcomes, and the result mapping of `outcome:`."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..model import Outcome, Result
+from .base import Outcomes, Rule
+
+if TYPE_CHECKING:
+    from .parser import Parser
 
 MET, NOT_MET, UNKNOWN = Result.MET, Result.NOT_MET, Result.UNKNOWN
 
@@ -45,3 +52,47 @@ def remap(outcome: Outcome, mapping: Sequence[tuple[Result, Result]]) -> Outcome
             note = f"{source.value} is read as {target.value} for this criterion"
             return Outcome(target, outcome.evidence, (*outcome.notes, note))
     return outcome
+
+
+@dataclass(frozen=True, slots=True)
+class _Combination(Rule):
+    members: tuple[Rule, ...] = ()
+
+    @classmethod
+    def parse(cls, p: Parser, raw: Any, line: int, outcome: Outcomes) -> Rule:
+        return cls(line, outcome, p.rules(raw, line, cls.kind))
+
+    def parts(self) -> tuple[Rule, ...]:
+        return self.members
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf(_Combination):
+    kind = "all_of"
+
+    def combine(self, outcomes: Sequence[Outcome]) -> Outcome:
+        return all_of(outcomes)
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf(_Combination):
+    kind = "any_of"
+
+    def combine(self, outcomes: Sequence[Outcome]) -> Outcome:
+        return any_of(outcomes)
+
+
+@dataclass(frozen=True, slots=True)
+class Not(Rule):
+    part: Rule | None = None
+    kind = "not"
+
+    @classmethod
+    def parse(cls, p: Parser, raw: Any, line: int, outcome: Outcomes) -> Rule:
+        return cls(line, outcome, p.rule(raw, line))
+
+    def parts(self) -> tuple[Rule, ...]:
+        return (self.part,) if self.part is not None else ()
+
+    def combine(self, outcomes: Sequence[Outcome]) -> Outcome:
+        return negate(outcomes[0])

@@ -123,7 +123,12 @@ def test_every_vector_gives_its_hand_written_result(engine: str, source: Path) -
         got = next(c for c in patients[pid].criteria if c.id == f"{kind}_{n}")
         expected = case["expect"]
         evidence = sorted(e.resource.replace(f"/{pid}-", "/", 1) for e in got.evidence)
-        if got.result != expected["result"] or ("evidence" in expected and evidence != sorted(expected["evidence"])):
+        wrong_note = "note" in expected and (got.note or "").replace(f"/{pid}-", "/") != expected["note"]
+        if (
+            got.result != expected["result"]
+            or ("evidence" in expected and evidence != sorted(expected["evidence"]))
+            or wrong_note
+        ):
             failures.append(f"{kind}[{n}] {case['title']}: {got.result} {evidence} ({got.note}); expected {expected}")
     assert failures == [], "\n".join(failures)
 

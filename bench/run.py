@@ -52,7 +52,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 sys.path.insert(0, str(BENCH_DIR))
 
-from generate import REFERENCE_DATE, ensure_data  # noqa: E402
+from generate import REFERENCE_DATE, data_folder, ensure_data  # noqa: E402
 
 from cohort_finder.engines.schema import COLUMNS  # noqa: E402
 
@@ -374,8 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--engines names no engine")
 
     gen_started = time.monotonic()
-    suffix = "-dense" if args.dense else ""
-    out = args.data_root / f"{args.patients}-{args.seed}{suffix}" if args.data_root else None
+    out = args.data_root / data_folder(args.patients, args.seed, dense=args.dense).name if args.data_root else None
     source, manifest, reused = ensure_data(args.patients, args.seed, out, workers=args.workers, dense=args.dense)
     gen_seconds = time.monotonic() - gen_started
     resources, nbytes = manifest["resources"], manifest["bytes"]

@@ -57,6 +57,34 @@ BOUNDS = [{"text": "no timing"}, {"timing": {"repeat": {"boundsPeriod": {"start"
         ({"resourceType": MR, "status": "active", "authoredOn": "2026-04-02"}, ("2026-04-02", "2026-06-30")),
         ({"resourceType": MR, "status": "on-hold", "authoredOn": "2026-04-02"}, ("2026-04-02", "2026-06-30")),
         ({"resourceType": MR, "status": "stopped", "authoredOn": "2026-04-02"}, ("2026-04-02", "2026-04-02")),
+        (  # 10 days x (1 + 2 repeats) from authoredOn: 30 days, its last day just inside as-of ...
+            {
+                "resourceType": MR,
+                "status": "completed",
+                "authoredOn": "2026-06-01",
+                "dispenseRequest": {"numberOfRepeatsAllowed": 2, "expectedSupplyDuration": {"value": 10, "code": "d"}},
+            },
+            ("2026-06-01", "2026-06-30"),
+        ),
+        (  # ... and with 1 repeat, 20 days: it ends before as-of
+            {
+                "resourceType": MR,
+                "status": "completed",
+                "authoredOn": "2026-06-01",
+                "dispenseRequest": {"numberOfRepeatsAllowed": 1, "expectedSupplyDuration": {"value": 10, "code": "d"}},
+            },
+            ("2026-06-01", "2026-06-20"),
+        ),
+        (  # half a day rounds up to one, and an active order with a supply ends with it
+            {
+                "resourceType": MR,
+                "status": "active",
+                "authoredOn": "2026-06-01",
+                "dispenseRequest": {"expectedSupplyDuration": {"value": 0.5, "code": "d"}},
+            },
+            ("2026-06-01", "2026-06-01"),
+        ),
+        ({"resourceType": MR, "status": "active", "authoredOn": "2026-04"}, None),  # a partial date: no days
         (
             {"resourceType": MR, "status": "completed", "authoredOn": "2026-01-01", "dosageInstruction": BOUNDS},
             ("2026-02-01", "2026-06-30"),

@@ -1,4 +1,4 @@
-"""The Spark engine: the reduce step as Spark SQL, and evaluation per patient where the rows are.
+"""The Spark engine: the reduce step as Spark SQL, and evaluation where the rows are.
 
 - Reduce: the DuckDB text of schema.reduce_sql, transpiled by sqlglot, over the NDJSON files
   read with the declared columns (schema.COLUMNS as a Spark schema; JSON columns as text) in
@@ -6,8 +6,8 @@
   the list), files with a Bundle or a line without resourceType, and JSON files are read by the
   Python reader on the driver, which names the bad line.
 - Evaluate: every kept Patient and clinical row (and every one the driver read) gets its
-  patient's id, computed in Spark SQL from `subject`/`patient`; rows are grouped by it
-  (`groupBy(...).applyInPandas`) and each group is one patient's small catalogue, linked,
+  patient's id, computed in Spark SQL from `subject`/`patient`; rows are grouped by a hash of
+  it (`groupBy(...).applyInPandas`) and each group is a few patients' small catalogue, linked,
   reduced and evaluated by the code every engine shares (evaluate/batch.py evaluate_catalogue). The
   Medications (few), the Bundles' fullUrls and the driver's errors travel as one broadcast. Only
   results, errors and the patients' demographics come back to the driver.
@@ -66,6 +66,9 @@ _JSON_OPTIONS = {"allowSingleQuotes": "false"}
 # reference or a coding's system or code should be text; `"code": {` is a CodeableConcept and
 # `null` is absent): Spark gives 5 and "5" alike, so the file goes to the Python reader
 _NON_TEXT_IDENTITY = r'"(resourceType|id|reference)"\s*:\s*[^"\s]|"(system|code)"\s*:\s*[^"\s{n]'
+# groups per core Spark evaluates in: enough to spread the work, few enough that each group's
+# queries (a fixed cost of milliseconds each) are paid a handful of times
+_BUCKETS_PER_CORE = 4
 _GROUPED = (
     "pkey STRING, fidx INT, pos BIGINT, local BOOLEAN, origin STRING, full_url STRING, "
     "rtype STRING, rid STRING, json STRING"
@@ -215,7 +218,7 @@ def _resource(json: str) -> dict[str, Any]:
 
 
 def evaluate_group(rows: pd.DataFrame, job: _Job) -> pd.DataFrame:
-    """One patient's rows (or the rows naming one missing patient) -> their results."""
+    """A group of patients' rows (or the rows naming patients the source lacks) -> their results."""
     catalogue = Catalogue(medications=job.medications, full_urls=job.full_urls)
     theirs = 0
     for row in rows.sort_values(["fidx", "pos"], kind="stable").itertuples(index=False):
@@ -464,7 +467,14 @@ WHERE k.resourceType IN ({clinical})
         errors = list(index.errors)
         demographics: dict[str, PatientFact] = {}
         kept = read = 0
-        for row in prepared.rows.groupBy("pkey").applyInPandas(evaluate, "payload BINARY").toLocalIterator():
+        # groups of patients (by a hash of their id), not one patient each: a group's evaluation
+        # asks the rules' queries once for all of its patients (evaluate/plan.py answers); the
+        # rows naming no patient of the source stay a group of their own
+        buckets = _BUCKETS_PER_CORE * self.spark.sparkContext.defaultParallelism
+        pkey = F.col("pkey")
+        bucket = F.when(pkey.isNull(), F.lit(-1)).otherwise(F.pmod(F.hash(pkey), F.lit(buckets)))
+        grouped = prepared.rows.groupBy(bucket.alias("bucket"))
+        for row in grouped.applyInPandas(evaluate, "payload BINARY").toLocalIterator():
             group: _Group = pickle.loads(row["payload"])
             patients.extend(group.patients)
             errors.extend(group.errors)

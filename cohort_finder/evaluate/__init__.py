@@ -26,12 +26,16 @@ def evaluate_rule(rule: Rule, ctx: Context, plan: Plan | None = None) -> Outcome
         outcome = rule.combine([evaluate_rule(r, ctx, plan) for r in parts])
     else:
         bit = plan.bit(rule) if plan is not None else 0
-        if not bit:
-            found = rule.evaluate(ctx)
-        elif not bit & ctx.relevant:
+        answered = ctx.answers.get(id(rule))
+        if bit and not bit & ctx.relevant:
             # none of this patient's facts can matter to the rule: its no-data outcome, once a run
             assert plan is not None
             found = plan.empty_outcome(rule)
+        elif answered is not None:  # decided by its kind's query, for the whole batch at once
+            answer = answered.get(ctx.record.patient.id)
+            found = answer if answer is not None else rule.decide(())
+        elif not bit:
+            found = rule.evaluate(ctx)
         else:
             ctx.view = bit  # the rule reads only the facts that can matter to it
             try:
@@ -95,14 +99,24 @@ def patient_status(results: tuple[CriterionResult, ...]) -> Status:
 
 
 def evaluate_patient(
-    trial: Trial, record: PatientRecord, as_of: date, plan: Plan | None = None, fact_bits: dict[int, int] | None = None
+    trial: Trial,
+    record: PatientRecord,
+    as_of: date,
+    plan: Plan | None = None,
+    fact_bits: dict[int, int] | None = None,
+    answers: dict[int, dict[str, Outcome]] | None = None,
 ) -> PatientResult:
-    """`fact_bits`: what plan.relevant gives for the record's facts, when the caller has it."""
+    """`fact_bits`: what plan.relevant gives for the record's facts, when the caller has it;
+    `answers`: what plan.answers gives for a batch holding this patient (else it is asked for
+    this patient alone)."""
     plan = plan or plan_for(trial, as_of)
     if fact_bits is None:
         fact_bits = plan.relevant(record.facts)[1]
+    if answers is None:
+        answers = plan.answers([(record.patient.id, record.facts, fact_bits)])
     ctx = Context(record, as_of, trial.terminology.converter, trial.terminology.known_medication_codes)
     ctx.fact_bits = fact_bits
+    ctx.answers = answers
     # a rule an unusable resource matters to is evaluated for this patient, never shared
     ctx.relevant = functools.reduce(operator.or_, [*fact_bits.values(), *(b for b, _ in record.unusable)], 0)
     results = tuple(evaluate_criterion(c, ctx, plan) for c in trial.criteria)

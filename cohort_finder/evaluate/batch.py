@@ -127,15 +127,16 @@ def evaluate_patients(trial: Trial, linked: Linked, as_of: date, ids: Sequence[s
     """Evaluate these patients (criteria.py's rules, evaluate/); also the number of rows the
     trial's rules can use. The evaluation plan (and its caches) is one per process."""
     plan = plan_for(trial, as_of)
+    batch = [(pid, *plan.relevant(linked.by_patient[pid])) for pid in ids]  # the rows some rule can use
+    answers = plan.answers(batch)  # the kinds decided by query: every patient of the batch at once
     kept = 0
     patients = []
-    for pid in ids:
-        facts, fact_bits = plan.relevant(linked.by_patient[pid])  # the rows some rule can use
+    for pid, facts, fact_bits in batch:
         kept += len(facts)
         record = PatientRecord(
             linked.patients[pid], facts, linked.incomplete.get(pid, set()), linked.unusable.get(pid, [])
         )
-        patients.append(evaluate_patient(trial, record, as_of, plan, fact_bits))
+        patients.append(evaluate_patient(trial, record, as_of, plan, fact_bits, answers))
     return patients, kept
 
 

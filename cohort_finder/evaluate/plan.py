@@ -12,6 +12,8 @@ speed-up. The rules themselves are unchanged and still run whenever a fact can m
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
@@ -22,6 +24,7 @@ from ..model import CriterionResult, Fact, Outcome, PatientFact, PatientRecord
 from ..rules import Rule, leaves
 from ..rules.context import Context
 from ..rules.medication_days import names_medication
+from ..rules.table import FactTable
 from ..terminology import CodeSet, MedicationSet
 
 
@@ -72,6 +75,8 @@ class Plan:
     _by_signature: dict[tuple[Any, ...], int] = field(default_factory=dict)  # fact codes -> bits
     _empty: dict[int, Outcome] = field(default_factory=dict)  # id(leaf) -> outcome with no facts
     shared: dict[str, CriterionResult] = field(default_factory=dict)  # criterion id -> shared result
+    # the rules of the kinds decided by query, by kind: (bit, rule) each
+    queried: dict[type[Rule], list[tuple[int, Rule]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for criterion in self.trial.criteria:
@@ -86,6 +91,8 @@ class Plan:
                 bit = 1 << len(self._readers)
                 self._readers[id(leaf)] = (bit, reader)
                 bits |= bit
+                if leaf.by_query:
+                    self.queried.setdefault(type(leaf), []).append((bit, leaf))
             if skippable:
                 self._criterion_bits[criterion.id] = bits
 
@@ -126,11 +133,51 @@ class Plan:
             found = self._empty[id(leaf)] = leaf.evaluate(nobody)
         return found
 
+    def answers(self, batch: Iterable[tuple[str, list[Fact], dict[int, int]]]) -> dict[int, dict[str, Outcome]]:
+        """The outcomes of the rules decided by query, for every patient of the batch ((id,
+        facts, plan.relevant's bits) each): one statement per kind over the facts that can
+        matter to its rules, deciding all of them. By id(rule), then patient id; a patient
+        missing under a rule has nothing it reads."""
+        mask = functools.reduce(operator.or_, (bit for rules in self.queried.values() for bit, _ in rules), 0)
+        pairs, present = [], 0
+        for pid, facts, bits in batch:
+            for fact in facts:
+                if mine := bits.get(id(fact), 0) & mask:
+                    pairs.append((pid, fact))
+                    present |= mine
+        asked = {  # a rule with nothing of the batch's to read is left out: its no-data outcome
+            kind: [rule for bit, rule in rules if bit & present] for kind, rules in self.queried.items()
+        }
+        found: dict[int, dict[str, Outcome]] = {id(rule): {} for rules in self.queried.values() for _, rule in rules}
+        if pairs:
+            table = FactTable(pairs, self.as_of)
+            try:
+                found.update(decide_by_query(table, asked))
+            finally:
+                table.close()
+        return found
+
     def shareable(self, criterion: Criterion, relevant: int) -> bool:
         """Does none of the criterion's rules have anything of this patient's to read (and
         none reads the patient itself)? Then its result is the one in `shared`."""
         bits = self._criterion_bits.get(criterion.id)
         return bits is not None and not bits & relevant
+
+
+def decide_by_query(table: FactTable, rules: dict[type[Rule], list[Rule]]) -> dict[int, dict[str, Outcome]]:
+    """Every rule given (by kind) decided for every patient of the table: one statement per
+    kind. By id(rule), then patient id; a patient missing under a rule has nothing it reads."""
+    found: dict[int, dict[str, Outcome]] = {}
+    for kind, theirs in rules.items():
+        if not theirs:
+            continue
+        rows: dict[tuple[int, str], list[tuple[Any, ...]]] = {}
+        for row in table.rows(kind.query(theirs, table)):
+            rows.setdefault((row[0], row[1]), []).append(row[2:])
+        found.update((id(rule), {}) for rule in theirs)
+        for (n, pid), patient_rows in rows.items():
+            found[id(theirs[n])][pid] = theirs[n].decide(patient_rows)
+    return found
 
 
 _PLANS: dict[tuple[int, date], Plan] = {}

@@ -4,16 +4,22 @@ file, states what it reads, evaluates one patient and words its note.
 A kind is one class in one module of this package, listed once in `rules.KINDS`; the parser
 (criteria.py), the reduce filter and search plan (reduce.py, search_plan.py) and the
 evaluation (evaluate/) all ask the rule, never a list of kinds of their own.
+
+A kind decided by query (`by_query`) states one SQL statement over a batch's fact table
+(rules/table.py) that decides all of its rules for every patient of the batch at once
+(`query`), and words each patient's rows (`decide`): that is its only evaluation. The other
+kinds still decide one patient at a time (`evaluate`) until they are moved.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from ..model import Outcome, Result
 from ..terminology import CodeSet, MedicationSet
+from .table import FactTable
 
 if TYPE_CHECKING:
     from .context import Context
@@ -46,13 +52,45 @@ class Rule:
     # Whether `met` stands however much more data there is (presence rules) or could change
     # (most-recent rules): used when some of a patient's data could not be read (contract §4).
     met_stands: ClassVar[bool] = True
+    # Decided by `query` (every rule of the kind, every patient of a batch) and worded by `decide`
+    by_query: ClassVar[bool] = False
 
     @classmethod
     def parse(cls, p: Parser, raw: Any, line: int, outcome: Outcomes) -> Rule:
         raise NotImplementedError
 
     def evaluate(self, ctx: Context) -> Outcome:
-        """One patient's outcome (a leaf kind; combinations use `combine`)."""
+        """One patient's outcome (a leaf kind; combinations use `combine`). A kind decided by
+        query answers it with its query over this patient's facts alone; a batch asks the query
+        once for all of its patients and rules (evaluate/plan.py `answers`)."""
+        if not self.by_query:
+            raise NotImplementedError
+        facts = ctx.facts(*self.reads())
+        if not facts:
+            return self.decide(())
+        table = FactTable([(ctx.record.patient.id, fact) for fact in facts], ctx.as_of)
+        try:
+            rows = table.rows(type(self).query([self], table))
+        finally:
+            table.close()
+        return self.decide([row[2:] for row in rows])
+
+    @classmethod
+    def query(cls, rules: Sequence[Rule], table: FactTable) -> str:
+        """One statement deciding `rules` (all of this kind) for every patient of the batch:
+        rows (rule's position in `rules`, patient id, ...) ordered by rule and patient, then in
+        the order `decide` wants them; none for a patient with nothing that counts."""
+        raise NotImplementedError
+
+    @classmethod
+    def mine(cls, rules: Sequence[Rule]) -> list[Self]:
+        """`rules` as this kind (the plan hands a kind only its own rules)."""
+        assert all(isinstance(r, cls) for r in rules)
+        return [r for r in rules if isinstance(r, cls)]
+
+    def decide(self, rows: Sequence[tuple[Any, ...]]) -> Outcome:
+        """One patient's rows of `query` for this rule (without rule and patient) as its outcome
+        and note."""
         raise NotImplementedError
 
     def needs(self) -> list[Need]:

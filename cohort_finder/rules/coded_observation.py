@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..model import Evidence, Outcome, Result
 from ..terminology import CodeSet
 from .base import Need, Outcomes, Rule
-from .context import Context
+from .table import FactTable, sql_list
 
 if TYPE_CHECKING:
     from .parser import Parser
@@ -23,6 +24,7 @@ class CodedObservationRule(Rule):
     value_valueset: CodeSet | None = None
     within_days: int = 365
     kind = "coded_observation"
+    by_query = True
 
     @classmethod
     def parse(cls, p: Parser, raw: Any, line: int, outcome: Outcomes) -> Rule:
@@ -35,23 +37,35 @@ class CodedObservationRule(Rule):
         assert self.code_valueset is not None
         return [Need("Observation", "code", self.code_valueset, self.within_days)]
 
-    def evaluate(self, ctx: Context) -> Outcome:
+    @classmethod
+    def query(cls, rules: Sequence[Rule], t: FactTable) -> str:
+        params = t.params(
+            (("code_set", "INTEGER"), ("value_set", "INTEGER"), ("start", "VARCHAR")),
+            [
+                (n, t.set_id(r.code_valueset), t.set_id(r.value_valueset), t.window(r.within_days))
+                for n, r in enumerate(cls.mine(rules))
+            ],
+        )
+        what = (  # what the Observation is: any of its codings in the code value set
+            "EXISTS (SELECT 1 FROM codings AS w JOIN matches AS m ON m.system = w.system AND m.code = w.code "
+            "WHERE w.k = f.k AND w.field = 'code' AND m.set_id = r.code_set)"
+        )
+        return (
+            "SELECT r.rule, f.patient, f.resource_id, c.system, c.code, c.display, f.effective "
+            f"FROM facts AS f JOIN {t.first_codings('value')} AS c ON c.k = f.k "
+            f"JOIN {params} AS r ON r.value_set = c.set_id "
+            f"WHERE f.resource_type = 'Observation' AND coalesce(f.status, '') NOT IN {sql_list(VOID_OBSERVATION)} "
+            f"AND {t.in_window('f.effective', 'r.start')} AND {what} "
+            "ORDER BY r.rule, f.patient, f.effective DESC, f.resource_id DESC"
+        )
+
+    def decide(self, rows: Sequence[tuple[Any, ...]]) -> Outcome:
         assert self.code_valueset is not None and self.value_valueset is not None
-        found = []
-        for fact in ctx.facts("Observation"):
-            if fact.status in VOID_OBSERVATION or not ctx.in_window(fact.effective, self.within_days):
-                continue
-            if self.code_valueset.first_match(fact.codings) is None:
-                continue
-            value = self.value_valueset.first_match(fact.value_codings)
-            if value is not None:
-                found.append(
-                    Evidence(
-                        f"Observation/{fact.resource_id}", code=value.token, date=fact.effective, display=value.display
-                    )
-                )
         label = f"{self.code_valueset.title} = {self.value_valueset.title}"
-        if not found:
+        if not rows:
             return Outcome(Result.NOT_MET, (), (f"no {label} in the {self.within_days} days before as-of",))
-        found.sort(key=lambda e: (e.date or "", e.resource), reverse=True)
-        return Outcome(Result.MET, tuple(found), (f"{label} on {found[0].date}",))
+        found = tuple(
+            Evidence(f"Observation/{rid}", code=f"{system}|{code}", date=day, display=display)
+            for rid, system, code, display, day in rows
+        )
+        return Outcome(Result.MET, found, (f"{label} on {found[0].date}",))

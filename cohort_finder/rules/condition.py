@@ -3,13 +3,14 @@ onset inside a window (contract §3: current, void)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..model import Coding, Evidence, Fact, Outcome, Result
+from ..model import Evidence, Outcome, Result
 from ..terminology import CodeSet
 from .base import Need, Outcomes, Rule
-from .context import Context
+from .table import FactTable, sql_list
 
 if TYPE_CHECKING:
     from .parser import Parser
@@ -18,43 +19,13 @@ CURRENT_STATUSES = frozenset({"active", "recurrence", "relapse"})
 VOID_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 
 
-def is_void(fact: Fact) -> bool:
-    return fact.verification_status in VOID_VERIFICATION
-
-
-def is_current(fact: Fact, as_of: str) -> bool:
-    """Contract §3. An onset that gives no date does not stop a Condition being current."""
-    if is_void(fact):
-        return False
-    if fact.clinical_status is not None and fact.clinical_status not in CURRENT_STATUSES:
-        return False
-    if fact.onset is not None and fact.onset > as_of:
-        return False
-    # an abatement without a date counts as abated
-    return not (fact.abated and (fact.abatement is None or fact.abatement <= as_of))
-
-
-def matching_conditions(ctx: Context, codes: CodeSet, current: bool = True) -> list[tuple[Fact, Coding]]:
-    """(fact, matched coding) for every non-void Condition in the value set, sorted by id."""
-    found = []
-    for fact in ctx.facts("Condition"):
-        coding = codes.first_match(fact.codings)
-        if coding is None or is_void(fact):
-            continue
-        if current and not is_current(fact, ctx.as_of_text):
-            continue
-        if not current and fact.onset is not None and fact.onset > ctx.as_of_text:
-            continue
-        found.append((fact, coding))
-    return sorted(found, key=lambda pair: pair[0].resource_id)
-
-
 @dataclass(frozen=True, slots=True)
 class ConditionRule(Rule):
     valueset: CodeSet | None = None
     current: bool = True
     onset_within_days: int | None = None
     kind = "condition"
+    by_query = True
 
     @classmethod
     def parse(cls, p: Parser, raw: Any, line: int, outcome: Outcomes) -> Rule:
@@ -69,17 +40,39 @@ class ConditionRule(Rule):
         assert self.valueset is not None
         return [Need("Condition", "code", self.valueset)]
 
-    def evaluate(self, ctx: Context) -> Outcome:
+    @classmethod
+    def query(cls, rules: Sequence[Rule], t: FactTable) -> str:
+        params = t.params(
+            (("set_id", "INTEGER"), ("current", "BOOLEAN"), ("start", "VARCHAR")),
+            [
+                (n, t.set_id(r.valueset), r.current, t.window(r.onset_within_days))
+                for n, r in enumerate(cls.mine(rules))
+            ],
+        )
+        day = "coalesce(f.onset, f.recorded)"
+        current = (  # contract §3; an onset that gives no date does not stop it being current
+            f"(f.clinical_status IS NULL OR f.clinical_status IN {sql_list(CURRENT_STATUSES)}) "
+            # an abatement without a date counts as abated
+            f"AND NOT (f.abated AND (f.abatement IS NULL OR f.abatement <= {t.as_of_text}))"
+        )
+        return (
+            f"SELECT r.rule, f.patient, f.resource_id, c.system, c.code, c.display, {day} "
+            f"FROM facts AS f JOIN {t.first_codings()} AS c ON c.k = f.k JOIN {params} AS r ON r.set_id = c.set_id "
+            f"WHERE f.resource_type = 'Condition' "
+            f"AND coalesce(f.verification_status, '') NOT IN {sql_list(VOID_VERIFICATION)} "
+            f"AND (NOT r.current OR ({current})) AND (f.onset IS NULL OR f.onset <= {t.as_of_text}) "
+            f"AND (r.start IS NULL OR ({t.in_window(day, 'r.start')})) "
+            "ORDER BY r.rule, f.patient, f.resource_id"
+        )
+
+    def decide(self, rows: Sequence[tuple[Any, ...]]) -> Outcome:
         assert self.valueset is not None
-        found = matching_conditions(ctx, self.valueset, self.current)
-        if self.onset_within_days is not None:
-            found = [(f, c) for f, c in found if ctx.in_window(f.onset or f.recorded, self.onset_within_days)]
         label = self.valueset.title
-        if not found:
+        if not rows:
             scope = "current " if self.current else ""
             return Outcome(Result.NOT_MET, (), (f"no {scope}{label} condition",))
         evidence = tuple(
-            Evidence(f"Condition/{f.resource_id}", code=c.token, date=f.onset or f.recorded, display=c.display)
-            for f, c in found
+            Evidence(f"Condition/{rid}", code=f"{system}|{code}", date=day, display=display)
+            for rid, system, code, display, day in rows
         )
         return Outcome(Result.MET, evidence, (f"{label}: {', '.join(e.code or '' for e in evidence)}",))

@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from ..model import Fact, PatientRecord
+from ..model import Fact, Outcome, PatientRecord
 from ..units import UnitConverter
 
 
@@ -25,6 +25,8 @@ class Context:
     by_type: dict[str, list[Fact]] = field(default_factory=dict)
     _starts: dict[int, str] = field(default_factory=dict)
     fact_bits: dict[int, int] = field(default_factory=dict)  # id(fact) -> its rules' bits (plan.Plan)
+    # the outcomes of the rules decided by query, by id(rule), then patient id (plan.Plan.answers)
+    answers: dict[int, dict[str, Outcome]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.as_of_text = self.as_of.isoformat()

@@ -3,6 +3,7 @@ values or Condition codes; each class maps to a result."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -11,8 +12,8 @@ from ..terminology import CodeSet
 from ..yamlio import LineList
 from .base import OUTCOMES, Need, Outcomes, Rule
 from .coded_observation import VOID_OBSERVATION
-from .condition import is_void
-from .context import Context
+from .condition import VOID_VERIFICATION
+from .table import FactTable, sql_list
 
 if TYPE_CHECKING:
     from .parser import Parser
@@ -27,6 +28,7 @@ class MostRecentClassRule(Rule):
     lookback_days: int = 365
     kind = "most_recent_class"
     met_stands = False  # a newer class may decide otherwise
+    by_query = True
 
     @classmethod
     def parse(cls, p: Parser, raw: Any, line: int, outcome: Outcomes) -> Rule:
@@ -55,32 +57,47 @@ class MostRecentClassRule(Rule):
                 found.append(Need("Condition", "code", codes, self.lookback_days))
         return found
 
-    def evaluate(self, ctx: Context) -> Outcome:
-        # (date, rank, evidence): the latest date wins, and on the same day the higher class
-        seen: list[tuple[str, int, Evidence]] = []
-        for rank, (codes, _) in enumerate(self.classes):
-            if "observation_value" in self.sources:
-                for fact in ctx.facts("Observation"):
-                    coding = codes.first_match(fact.value_codings)
-                    if (
-                        coding
-                        and fact.status not in VOID_OBSERVATION
-                        and ctx.in_window(fact.effective, self.lookback_days)
-                    ):
-                        where = f"Observation/{fact.resource_id}"
-                        evidence = Evidence(where, coding.token, fact.effective, display=coding.display)
-                        seen.append((fact.effective or "", rank, evidence))
-            if "condition_code" in self.sources:
-                for fact in ctx.facts("Condition"):
-                    coding = codes.first_match(fact.codings)
-                    day = fact.onset or fact.recorded
-                    if coding and not is_void(fact) and ctx.in_window(day, self.lookback_days):
-                        evidence = Evidence(f"Condition/{fact.resource_id}", coding.token, day, display=coding.display)
-                        seen.append((day or "", rank, evidence))
-        if not seen:
+    @classmethod
+    def query(cls, rules: Sequence[Rule], t: FactTable) -> str:
+        # one row per rule, class and resource type it is read from
+        params = t.params(
+            (("rank", "INTEGER"), ("set_id", "INTEGER"), ("rtype", "VARCHAR"), ("start", "VARCHAR")),
+            [
+                (n, rank, t.set_id(codes), rtype, t.window(rule.lookback_days))
+                for n, rule in enumerate(cls.mine(rules))
+                for rank, (codes, _) in enumerate(rule.classes)
+                for rtype, source in (("Observation", "observation_value"), ("Condition", "condition_code"))
+                if source in rule.sources
+            ],
+        )
+        seen = " UNION ALL ".join(
+            f"SELECT r.rule, f.patient, {day} AS day, r.rank, '{rtype}/' || f.resource_id AS resource, "
+            f"c.system, c.code, c.display FROM facts AS f JOIN {t.first_codings(field)} AS c ON c.k = f.k "
+            f"JOIN {params} AS r ON r.set_id = c.set_id AND r.rtype = '{rtype}' "
+            f"WHERE f.resource_type = '{rtype}' AND {void} AND {t.in_window(day, 'r.start')}"
+            for rtype, field, day, void in (
+                ("Observation", "value", "f.effective", f"coalesce(f.status, '') NOT IN {sql_list(VOID_OBSERVATION)}"),
+                (
+                    "Condition",
+                    "code",
+                    "coalesce(f.onset, f.recorded)",
+                    f"coalesce(f.verification_status, '') NOT IN {sql_list(VOID_VERIFICATION)}",
+                ),
+            )
+        )
+        # the latest date wins, and on the same day the higher class
+        latest = "row_number() OVER (PARTITION BY rule, patient ORDER BY day DESC, rank DESC, resource DESC)"
+        return (
+            "SELECT rule, patient, rank, resource, system, code, display, day FROM "
+            f"(SELECT *, {latest} AS pos FROM ({seen})) WHERE pos = 1 ORDER BY rule, patient"
+        )
+
+    def decide(self, rows: Sequence[tuple[Any, ...]]) -> Outcome:
+        if not rows:
             titles = "/".join(codes.title for codes, _ in self.classes)
             why = f"class not recorded ({titles}) in the {self.lookback_days} days before as-of"
             return Outcome(Result.UNKNOWN, (), (why,))
-        day, rank, evidence = max(seen, key=lambda s: (s[0], s[1], s[2].resource))
+        ((rank, resource, system, code, display, day),) = rows
         codes, result = self.classes[rank]
+        evidence = Evidence(resource, f"{system}|{code}", day, display=display)
         return Outcome(result, (evidence,), (f"most recent: {codes.title} on {day}",))

@@ -3,13 +3,14 @@ a window ending at as-of."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..model import Evidence, Outcome, Result
 from ..terminology import CodeSet
 from .base import Need, Outcomes, Rule
-from .context import Context
+from .table import FactTable
 
 if TYPE_CHECKING:
     from .parser import Parser
@@ -23,6 +24,7 @@ class ProcedureRule(Rule):
     within_days: int = 365
     statuses: frozenset[str] = frozenset(DEFAULT_STATUSES)
     kind = "procedure"
+    by_query = True
 
     @classmethod
     def parse(cls, p: Parser, raw: Any, line: int, outcome: Outcomes) -> Rule:
@@ -36,25 +38,29 @@ class ProcedureRule(Rule):
         assert self.valueset is not None
         return [Need("Procedure", "code", self.valueset, self.within_days)]
 
-    def evaluate(self, ctx: Context) -> Outcome:
+    @classmethod
+    def query(cls, rules: Sequence[Rule], t: FactTable) -> str:
+        params = t.params(
+            (("set_id", "INTEGER"), ("statuses", "VARCHAR[]"), ("start", "VARCHAR")),
+            [(n, t.set_id(r.valueset), r.statuses, t.window(r.within_days)) for n, r in enumerate(cls.mine(rules))],
+        )
+        start = "coalesce(f.performed_start, f.performed_end)"
+        # any day of the performed period inside [window start, as-of]; no end: ongoing
+        return (
+            f"SELECT r.rule, f.patient, f.resource_id, c.system, c.code, c.display, {start} AS day "
+            f"FROM facts AS f JOIN {t.first_codings()} AS c ON c.k = f.k JOIN {params} AS r ON r.set_id = c.set_id "
+            f"WHERE f.resource_type = 'Procedure' AND list_contains(r.statuses, f.status) AND length({start}) = 10 "
+            f"AND {start} <= {t.as_of_text} AND coalesce(f.performed_end, {t.as_of_text}) >= r.start "
+            "ORDER BY r.rule, f.patient, day DESC, f.resource_id DESC"
+        )
+
+    def decide(self, rows: Sequence[tuple[Any, ...]]) -> Outcome:
         assert self.valueset is not None
-        start_of_window = ctx.window_start(self.within_days)
-        found = []
-        for fact in ctx.facts("Procedure"):
-            coding = self.valueset.first_match(fact.codings)
-            if coding is None or fact.status not in self.statuses:
-                continue
-            start = fact.performed_start or fact.performed_end
-            end = fact.performed_end if fact.performed_end is not None else ctx.as_of_text  # ongoing
-            if start is None or len(start) != 10:
-                continue
-            # any day of the performed period inside [window start, as-of]
-            if start <= ctx.as_of_text and end >= start_of_window:
-                found.append(
-                    Evidence(f"Procedure/{fact.resource_id}", code=coding.token, date=start, display=coding.display)
-                )
         label = self.valueset.title
-        if not found:
+        if not rows:
             return Outcome(Result.NOT_MET, (), (f"no {label} in the {self.within_days} days before as-of",))
-        found.sort(key=lambda e: (e.date or "", e.resource), reverse=True)
-        return Outcome(Result.MET, tuple(found), (f"{label} on {found[0].date}",))
+        found = tuple(
+            Evidence(f"Procedure/{rid}", code=f"{system}|{code}", date=day, display=display)
+            for rid, system, code, display, day in rows
+        )
+        return Outcome(Result.MET, found, (f"{label} on {found[0].date}",))

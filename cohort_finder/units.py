@@ -152,6 +152,16 @@ class UnitConverter:
             return value
         return linear[0] * value + linear[1]
 
+    def linear(
+        self, from_unit: str | None, to_unit: str, analyte: AnalyteUnits | None = None
+    ) -> tuple[_Linear, bool] | None:
+        """The map `convert` applies, (scale, offset), and whether it is the identity (the value
+        is then kept as it is, untouched by arithmetic); None when the units do not convert."""
+        found = self._linear(from_unit, to_unit, analyte)
+        if found is None:
+            return None
+        return found, found == _IDENTITY
+
     def factor_known(self, from_unit: str | None, to_unit: str, analyte: AnalyteUnits | None = None) -> bool:
         return self._linear(from_unit, to_unit, analyte) is not None
 

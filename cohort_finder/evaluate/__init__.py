@@ -34,14 +34,8 @@ def evaluate_rule(rule: Rule, ctx: Context, plan: Plan | None = None) -> Outcome
         elif answered is not None:  # decided by its kind's query, for the whole batch at once
             answer = answered.get(ctx.record.patient.id)
             found = answer if answer is not None else rule.decide(())
-        elif not bit:
+        else:  # the patient's own fields (age, sex), or asked without a batch
             found = rule.evaluate(ctx)
-        else:
-            ctx.view = bit  # the rule reads only the facts that can matter to it
-            try:
-                found = rule.evaluate(ctx)
-            finally:
-                ctx.view = -1
         outcome = _unusable(rule, _incomplete(rule, found, ctx), ctx, bit)
     return remap(outcome, rule.outcome)
 
@@ -115,7 +109,6 @@ def evaluate_patient(
     if answers is None:
         answers = plan.answers([(record.patient.id, record.facts, fact_bits)])
     ctx = Context(record, as_of, trial.terminology.converter, trial.terminology.known_medication_codes)
-    ctx.fact_bits = fact_bits
     ctx.answers = answers
     # a rule an unusable resource matters to is evaluated for this patient, never shared
     ctx.relevant = functools.reduce(operator.or_, [*fact_bits.values(), *(b for b, _ in record.unusable)], 0)

@@ -150,7 +150,8 @@ class Plan:
         }
         found: dict[int, dict[str, Outcome]] = {id(rule): {} for rules in self.queried.values() for _, rule in rules}
         if pairs:
-            table = FactTable(pairs, self.as_of)
+            terms = self.trial.terminology
+            table = FactTable(pairs, self.as_of, terms.converter, terms.known_medication_codes)
             try:
                 found.update(decide_by_query(table, asked))
             finally:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
-from ..model import Outcome, Result
+from ..model import Evidence, Outcome, Result
 from ..terminology import CodeSet, MedicationSet
 from .table import FactTable
 
@@ -68,7 +68,8 @@ class Rule:
         facts = ctx.facts(*self.reads())
         if not facts:
             return self.decide(())
-        table = FactTable([(ctx.record.patient.id, fact) for fact in facts], ctx.as_of)
+        pairs = [(ctx.record.patient.id, fact) for fact in facts]
+        table = FactTable(pairs, ctx.as_of, ctx.converter, ctx.known_medication_codes)
         try:
             rows = table.rows(type(self).query([self], table))
         finally:
@@ -111,3 +112,18 @@ class Rule:
     def analytes(self) -> list[str]:
         """The analytes its lab parts read, in the order written (the overview's key values)."""
         return [a for part in self.parts() for a in part.analytes()]
+
+
+def coded_evidence(resource_type: str, rows: Sequence[tuple[Any, ...]]) -> tuple[Evidence, ...]:
+    """Rows of (id, system, code, display, day), as a presence kind's query gives them."""
+    return tuple(
+        Evidence(f"{resource_type}/{rid}", code=f"{system}|{code}", date=day, display=display)
+        for rid, system, code, display, day in rows
+    )
+
+
+def found_in_window(label: str, within_days: int, evidence: tuple[Evidence, ...]) -> Outcome:
+    """A presence rule with a window: met by the evidence (most recent first), else not met."""
+    if not evidence:
+        return Outcome(Result.NOT_MET, (), (f"no {label} in the {within_days} days before as-of",))
+    return Outcome(Result.MET, evidence, (f"{label} on {evidence[0].date}",))

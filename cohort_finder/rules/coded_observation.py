@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..model import Evidence, Outcome, Result
+from ..model import Outcome
 from ..terminology import CodeSet
-from .base import Need, Outcomes, Rule
+from .base import Need, Outcomes, Rule, coded_evidence, found_in_window
 from .table import FactTable, sql_list
 
 if TYPE_CHECKING:
@@ -62,10 +62,4 @@ class CodedObservationRule(Rule):
     def decide(self, rows: Sequence[tuple[Any, ...]]) -> Outcome:
         assert self.code_valueset is not None and self.value_valueset is not None
         label = f"{self.code_valueset.title} = {self.value_valueset.title}"
-        if not rows:
-            return Outcome(Result.NOT_MET, (), (f"no {label} in the {self.within_days} days before as-of",))
-        found = tuple(
-            Evidence(f"Observation/{rid}", code=f"{system}|{code}", date=day, display=display)
-            for rid, system, code, display, day in rows
-        )
-        return Outcome(Result.MET, found, (f"{label} on {found[0].date}",))
+        return found_in_window(label, self.within_days, coded_evidence("Observation", rows))

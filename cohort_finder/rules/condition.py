@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..model import Evidence, Outcome, Result
+from ..model import Outcome, Result
 from ..terminology import CodeSet
-from .base import Need, Outcomes, Rule
+from .base import Need, Outcomes, Rule, coded_evidence
 from .table import FactTable, sql_list
 
 if TYPE_CHECKING:
@@ -71,8 +71,5 @@ class ConditionRule(Rule):
         if not rows:
             scope = "current " if self.current else ""
             return Outcome(Result.NOT_MET, (), (f"no {scope}{label} condition",))
-        evidence = tuple(
-            Evidence(f"Condition/{rid}", code=f"{system}|{code}", date=day, display=display)
-            for rid, system, code, display, day in rows
-        )
+        evidence = coded_evidence("Condition", rows)
         return Outcome(Result.MET, evidence, (f"{label}: {', '.join(e.code or '' for e in evidence)}",))

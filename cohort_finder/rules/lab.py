@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..model import Outcome
 from ..yamlio import LineList
 from .base import Outcomes, Rule
-from .context import Context
-from .lab_values import AnalyteRule, Test, holds, most_recent
+from .lab_values import CONVERSION_COLUMNS, AnalyteRule, conversions, converted, decided, holds
+from .table import FactTable
 
 if TYPE_CHECKING:
     from .parser import Parser
@@ -23,6 +23,7 @@ class LabRule(AnalyteRule):
     value: float = 0.0
     between: tuple[float, float] | None = None
     kind = "lab"
+    columns = (("op", "VARCHAR"), ("t1", "DOUBLE"), ("t2", "DOUBLE"), ("target_unit", "VARCHAR"))
 
     @classmethod
     def parse(cls, p: Parser, raw: Any, line: int, outcome: Outcomes) -> Rule:
@@ -48,12 +49,32 @@ class LabRule(AnalyteRule):
             raise p.fail(raw.line, "lab needs 'op' and 'value' (or 'between')")
         return cls(line, outcome, analyte, codes, lookback, unit, p.op(raw), p.number(raw, "value"))
 
-    def evaluate(self, ctx: Context) -> Outcome:
-        assert self.analyte is not None and self.codes is not None
+    def parameters(self) -> tuple[Any, ...]:
+        if self.between is not None:
+            return ("between", *self.between, self.unit)
+        return (self.op, self.value, None, self.unit)
+
+    @classmethod
+    def tested(cls, rules: Sequence[AnalyteRule], t: FactTable, candidates: str) -> str:
+        assert t.converter is not None
+        rows = []
+        for n, rule in enumerate(cls.mine(rules)):
+            assert rule.analyte is not None
+            rows += conversions(t.converter, n, rule.analyte, ((unit, rule.unit) for unit in t.value_units))
+        value = (
+            f"SELECT r.*, {converted('r.value', 'd')} AS x, r.target_unit AS target, "
+            "CAST(NULL AS DOUBLE) AS uln, CAST(NULL AS VARCHAR) AS uln_source "
+            f"FROM ({candidates}) AS r LEFT JOIN {t.params(CONVERSION_COLUMNS, rows)} AS d "
+            "ON d.rule = r.rule AND d.source = r.unit AND r.reason IS NULL"
+        )
+
+        def test(x: str) -> str:  # between: inclusive
+            return f"CASE WHEN op = 'between' THEN (t1 <= ({x}) AND ({x}) <= t2) ELSE {holds('op', x, 't1')} END"
+
+        return decided(value, ["t1", "t2"], test)  # t2 is NULL but for between: no probe
+
+    def describe(self, target: str) -> str:
         if self.between is not None:
             lo, hi = self.between
-            test = Test(lambda x: lo <= x <= hi, (lo, hi), self.unit, f"{lo:g}-{hi:g} {self.unit}")
-        else:
-            op, t = self.op, self.value
-            test = Test(lambda x: holds(op, x, t), (t,), self.unit, f"{op} {t:g} {self.unit}")
-        return most_recent(ctx, self.analyte, self.codes, self.lookback_days, lambda fact, unit: test)
+            return f"{lo:g}-{hi:g} {self.unit}"
+        return f"{self.op} {self.value:g} {self.unit}"

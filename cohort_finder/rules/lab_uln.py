@@ -3,14 +3,14 @@ of normal: the Observation's own referenceRange high where it converts, else the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..model import Fact, Outcome
 from ..yamlio import LineDict
 from .base import Outcomes, Rule
-from .context import Context
-from .lab_values import ROUND, AnalyteRule, Test, holds, most_recent
+from .lab_values import CONVERSION_COLUMNS, ROUND, AnalyteRule, conversions, converted, decided, holds
+from .table import FactTable
 
 if TYPE_CHECKING:
     from .parser import Parser
@@ -22,6 +22,7 @@ class LabUlnRule(AnalyteRule):
     multiple: float = 1.0
     default_uln: tuple[float, str] | None = None
     kind = "lab_uln"
+    columns = (("op", "VARCHAR"), ("multiple", "DOUBLE"), ("uln_value", "DOUBLE"), ("uln_unit", "VARCHAR"))
 
     @classmethod
     def parse(cls, p: Parser, raw: Any, line: int, outcome: Outcomes) -> Rule:
@@ -38,20 +39,40 @@ class LabUlnRule(AnalyteRule):
         lookback = p.days(raw, "lookback_days", "lookback_days")
         return cls(line, outcome, analyte, codes, lookback, p.op(raw), p.number(raw, "multiple"), uln)
 
-    def evaluate(self, ctx: Context) -> Outcome:
-        analyte = self.analyte
-        assert analyte is not None and self.codes is not None and self.default_uln is not None
-        default_value, default_unit = self.default_uln
-        multiple, op = self.multiple, self.op
+    def parameters(self) -> tuple[Any, ...]:
+        assert self.default_uln is not None
+        return (self.op, self.multiple, *self.default_uln)
 
-        def make_test(fact: Fact, unit: str) -> Test | str:
-            uln, uln_unit, source = default_value, default_unit, "default"
-            if fact.ref_high is not None:
-                high_unit = fact.ref_high_unit_code or fact.ref_high_unit_text or unit
-                own = ctx.converter.convert(fact.ref_high, high_unit, unit, analyte.units)
-                if own is not None:
-                    uln, uln_unit, source = round(own, ROUND), unit, "referenceRange"
-            limit = round(multiple * uln, ROUND)  # 1.5 * 1.2 is 1.7999999999999998 in binary
-            return Test(lambda x: holds(op, x, limit), (limit,), uln_unit, f"{op} {multiple:g} x ULN", uln, source)
+    @classmethod
+    def tested(cls, rules: Sequence[AnalyteRule], t: FactTable, candidates: str) -> str:
+        assert t.converter is not None
+        to_default, own = [], []
+        for n, rule in enumerate(cls.mine(rules)):
+            assert rule.analyte is not None and rule.default_uln is not None
+            default_unit = rule.default_uln[1]
+            to_default += conversions(t.converter, n, rule.analyte, ((unit, default_unit) for unit in t.value_units))
+            # the Observation's referenceRange high, into the unit of its value
+            own += conversions(t.converter, n, rule.analyte, ((high, unit) for unit, high in t.units if high))
+        # the ULN is the Observation's own where its referenceRange high converts into the
+        # unit of its value (the value is then tested as it is), else the default
+        uln = (
+            f"SELECT r.*, CASE WHEN o.a IS NOT NULL THEN {converted('r.ref_high', 'o')} ELSE r.uln_value END AS uln, "
+            "CASE WHEN o.a IS NOT NULL THEN r.unit ELSE r.uln_unit END AS target, "
+            "CASE WHEN o.a IS NOT NULL THEN 'referenceRange' ELSE 'default' END AS uln_source, "
+            f"CASE WHEN o.a IS NOT NULL THEN round(r.value, {ROUND}) ELSE {converted('r.value', 'd')} END AS x "
+            f"FROM ({candidates}) AS r "
+            f"LEFT JOIN {t.params(CONVERSION_COLUMNS, own)} AS o ON o.rule = r.rule AND o.source = r.ref_unit "
+            "AND o.target = r.unit AND r.ref_high IS NOT NULL AND r.reason IS NULL "
+            f"LEFT JOIN {t.params(CONVERSION_COLUMNS, to_default)} AS d ON d.rule = r.rule AND d.source = r.unit "
+            "AND r.reason IS NULL"
+        )
+        # 1.5 * 1.2 is 1.7999999999999998 in binary: the limit is rounded too
+        limit = f"SELECT *, round(multiple * uln, {ROUND}) AS uln_limit FROM ({uln})"
 
-        return most_recent(ctx, analyte, self.codes, self.lookback_days, make_test)
+        def test(x: str) -> str:
+            return holds("op", x, "uln_limit")
+
+        return decided(limit, ["uln_limit"], test)
+
+    def describe(self, target: str) -> str:
+        return f"{self.op} {self.multiple:g} x ULN"

@@ -1,101 +1,117 @@
-"""What the lab kinds (`lab`, `lab_uln`) share: the most recent usable Observation in a window,
-walked back to, and tested against a threshold.
+"""What the lab kinds (`lab`, `lab_uln`) share: the most recent usable Observation of an analyte
+in a window, walked back to, and tested against a threshold; one statement decides every rule
+of a kind for every patient of a batch.
 
 Contract §3: usable means status final/amended/corrected/preliminary, a numeric
 valueQuantity whose unit converts; a comparator (`<5`) is used only where it alone decides
 the rule. Unusable values are passed over for an older usable one, and each reason is kept
 so an `unknown` says why.
+
+Units convert by the linear maps of units.py (UCUM and the analyte's own conversions), worked
+out in Python once per rule and distinct unit of the batch and handed to the statement as a
+parameter table; the value is converted, rounded and tested in SQL.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from ..model import Coding, Evidence, Fact, Outcome, Result
+from ..model import Evidence, Outcome, Result
 from ..terminology import Analyte, CodeSet
+from ..units import UnitConverter
 from .base import Need, Rule
-from .context import Context
+from .table import FactTable, sql_list
 
 USABLE_STATUSES = frozenset({"final", "amended", "corrected", "preliminary"})
 ROUND = 9  # decimal places: keeps float noise (1400 /uL -> 1.4000000000000001) off thresholds
+_EPS = "CAST('1e-09' AS DOUBLE)"  # just inside an open end of a reading's interval
+_FAR = "CAST('1e+300' AS DOUBLE)"  # stands in for an infinite end
+# a rule's conversions of the batch's units: (rule, source unit, target unit, scale, offset, identity)
+CONVERSION_COLUMNS = (
+    ("source", "VARCHAR"),
+    ("target", "VARCHAR"),
+    ("a", "DOUBLE"),
+    ("b", "DOUBLE"),
+    ("same", "BOOLEAN"),
+)
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """A value and the interval of true values it allows (a comparator widens it)."""
-
-    value: float
-    low: float
-    high: float
-    low_open: bool
-    high_open: bool
-
-
-def _reading(value: float, comparator: str | None) -> Reading | None:
-    if comparator is None:
-        return Reading(value, value, value, False, False)
-    if comparator in ("<", "<="):
-        return Reading(value, -math.inf, value, True, comparator == "<")
-    if comparator in (">", ">="):
-        return Reading(value, value, math.inf, comparator == ">", True)
-    return None  # "ad" (sufficient to achieve this total) and the like decide nothing
+def conversions(
+    converter: UnitConverter, rule: int, analyte: Analyte, pairs: Iterable[tuple[str, str]]
+) -> list[tuple[Any, ...]]:
+    """The rows of CONVERSION_COLUMNS for the (source, target) pairs that convert; `same` when no
+    arithmetic is done (the value is kept as it is)."""
+    rows: list[tuple[Any, ...]] = []
+    for source, target in sorted(set(pairs)):
+        found = converter.linear(source, target, analyte.units)
+        if found is not None:
+            (scale, offset), same = found
+            rows.append((rule, source, target, scale, offset, same))
+    return rows
 
 
-def holds(op: str, x: float, t: float) -> bool:
-    return {"<": x < t, "<=": x <= t, ">": x > t, ">=": x >= t}[op]
+def converted(value: str, conversion: str) -> str:
+    """`value` through a conversion row (alias `conversion`), rounded; NULL where none."""
+    mapped = f"CASE WHEN {conversion}.same THEN {value} ELSE {conversion}.a * {value} + {conversion}.b END"
+    return f"CASE WHEN {conversion}.a IS NOT NULL THEN round({mapped}, {ROUND}) END"
 
 
-def _decide(reading: Reading, test: Callable[[float], bool], edges: tuple[float, ...]) -> bool | None:
-    """True/False when the test gives the same answer for every value the reading allows."""
-    if reading.low == reading.high:
-        return test(reading.value)
-    # Probe the interval's ends and just inside them, and every threshold inside it: the test
-    # is a union of intervals with ends at the thresholds, so these points decide it.
-    points = []
-    eps = 1e-9
-    for end, is_open, inward in ((reading.low, reading.low_open, eps), (reading.high, reading.high_open, -eps)):
-        if math.isfinite(end):
-            points.append(end + inward if is_open else end)
-        else:
-            points.append(math.copysign(1e300, end))
-    for t in edges:
-        if reading.low < t < reading.high:
-            points.extend((t - eps, t, t + eps))
-    answers = {test(p) for p in points}
-    return answers.pop() if len(answers) == 1 else None
+def holds(op: str, x: str, t: str) -> str:
+    """SQL: `x op t`, with `op` a column holding <, <=, > or >=."""
+    cases = " ".join(f"WHEN '{o}' THEN ({x}) {o} ({t})" for o in ("<", "<=", ">"))
+    return f"CASE {op} {cases} ELSE ({x}) >= ({t}) END"
 
 
-def _candidates(ctx: Context, codes: CodeSet, lookback: int) -> list[tuple[Fact, Coding]]:
-    """Observations in the value set inside the window, most recent first. (Nothing is said
-    of older ones: a server source restricted by date never sees them, and every source must
-    give the same result.)"""
-    inside = []
-    for fact in ctx.facts("Observation"):
-        coding = codes.first_match(fact.codings)
-        if coding is not None and fact.status != "cancelled" and ctx.in_window(fact.effective, lookback):
-            inside.append((fact, coding))
-    inside.sort(key=lambda p: (p[0].effective or "", p[0].effective_ts or "", p[0].resource_id), reverse=True)
-    return inside
-
-
-def _unusable_reason(fact: Fact) -> str | None:
-    if fact.status not in USABLE_STATUSES:
-        return f"status {fact.status or 'missing'}"
-    if fact.value_kind != "quantity" or fact.value is None:
-        return "no numeric valueQuantity"
-    return None
+def decided(tested: str, edges: Sequence[str], test: Callable[[str], str]) -> str:
+    """SELECT over `tested` (columns rule, k, x and comparator) adding `decided`: TRUE/FALSE when
+    `test` gives the same answer for every value the reading allows (a comparator widens a value
+    to an interval), else NULL. The interval's ends and just inside them, and every threshold
+    inside it (`edges`: columns; NULL: none), are probed: the test is a union of intervals with
+    ends at the thresholds, so these points decide it. The probes are rows (one `test` in the
+    statement, not one per probe: DuckDB's cost grows with the expressions it plans)."""
+    far = f"CASE WHEN x > 0 THEN {_FAR} ELSE -{_FAR} END"  # an infinite value probes as +-1e300
+    ends = (
+        f"SELECT *, comparator IN ('<', '<=') AS below, "
+        f"CASE WHEN comparator IN ('<', '<=') THEN -{_FAR} WHEN isinf(x) THEN {far} "
+        f"WHEN comparator = '>' THEN x + {_EPS} ELSE x END AS low, "
+        f"CASE WHEN comparator IN ('>', '>=') THEN {_FAR} WHEN isinf(x) THEN {far} "
+        f"WHEN comparator = '<' THEN x - {_EPS} ELSE x END AS high FROM ({tested})"
+    )
+    inside = [  # the thresholds inside the interval, and just either side of them
+        f"CASE WHEN (below AND {t} < x) OR (NOT below AND x < {t}) THEN {point} END"
+        for t in edges
+        for point in (f"{t} - {_EPS}", t, f"{t} + {_EPS}")
+    ]
+    points = f"unnest([low, high, {', '.join(inside)}]) AS point"
+    widened = "x IS NOT NULL AND comparator IN ('<', '<=', '>', '>=')"
+    probed = (
+        f"SELECT rule, k, bool_and({test('point')}) AS always, bool_or({test('point')}) AS ever "
+        f"FROM (SELECT *, {points} FROM ends WHERE {widened}) WHERE point IS NOT NULL GROUP BY rule, k"
+    )
+    # "ad" and the like decide nothing
+    return (
+        f"WITH ends AS ({ends}) SELECT e.*, CASE WHEN e.x IS NULL THEN NULL "
+        f"WHEN e.comparator IS NULL THEN {test('e.x')} "
+        "WHEN e.comparator NOT IN ('<', '<=', '>', '>=') THEN NULL "
+        "WHEN p.always THEN TRUE WHEN NOT p.ever THEN FALSE END AS decided "
+        "FROM ends AS e LEFT JOIN (" + probed + ") AS p ON p.rule = e.rule AND p.k = e.k"
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class AnalyteRule(Rule):
-    """What the lab kinds share: an analyte, the codes that name it, a look-back window."""
+    """What the lab kinds share: an analyte, the codes that name it, a look-back window; the
+    statement walking back from the most recent value to the first one that decides."""
 
     analyte: Analyte | None = None
     codes: CodeSet | None = None
     lookback_days: int = 365
     met_stands = False  # a newer value may decide otherwise
+    by_query = True
+    # the kind's own parameter columns (name, DuckDB type), as `parameters` gives them
+    columns: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def needs(self) -> list[Need]:
         assert self.codes is not None
@@ -104,61 +120,94 @@ class AnalyteRule(Rule):
     def analytes(self) -> list[str]:
         return [self.analyte.name] if self.analyte is not None else []
 
+    def parameters(self) -> tuple[Any, ...]:
+        """The rule's values of `columns`."""
+        raise NotImplementedError
 
-@dataclass(frozen=True, slots=True)
-class Test:
-    test: Callable[[float], bool]
-    edges: tuple[float, ...]
-    unit: str  # the unit the value must be in
-    describe: str
-    uln: float | None = None
-    uln_source: str | None = None
+    @classmethod
+    def tested(cls, rules: Sequence[AnalyteRule], t: FactTable, candidates: str) -> str:
+        """SELECT over `candidates` (alias r) adding x (the value converted and rounded, NULL
+        where it does not convert), target (its unit), uln and uln_source, and decided."""
+        raise NotImplementedError
 
+    def describe(self, target: str) -> str:
+        """The test in words, as a note says it cannot be decided."""
+        raise NotImplementedError
 
-def most_recent(
-    ctx: Context, analyte: Analyte, codes: CodeSet, lookback: int, make_test: Callable[[Fact, str], Test | str]
-) -> Outcome:
-    """Walk back from the most recent value to the first usable one; it decides."""
-    candidates = _candidates(ctx, codes, lookback)
-    skipped: list[str] = []
-    for fact, coding in candidates:
-        where = f"Observation/{fact.resource_id}"
-        reason = _unusable_reason(fact)
-        unit = fact.unit_code or fact.unit_text
-        test = make_test(fact, unit or "") if reason is None else reason
-        if isinstance(test, str):
-            skipped.append(f"{where} on {fact.effective} unusable: {test}")
-            continue
-        assert fact.value is not None
-        converted = ctx.converter.convert(fact.value, unit, test.unit, analyte.units)
-        if converted is None:
-            skipped.append(f"{where} on {fact.effective} unusable: unit {unit!r} does not convert to {test.unit}")
-            continue
-        converted = round(converted, ROUND)
-        reading = _reading(converted, fact.comparator)
-        decided = _decide(reading, test.test, test.edges) if reading else None
-        shown = f"{fact.comparator or ''}{converted:g}"
-        if decided is None:
-            skipped.append(f"{where} on {fact.effective} unusable: {shown} {test.unit} cannot decide {test.describe}")
-            continue
-        original = unit != test.unit
-        evidence = Evidence(
-            where,
-            code=coding.token,
-            date=fact.effective,
-            value=converted if fact.comparator is None else shown,
-            unit=test.unit,
-            original_value=fact.value if original else None,
-            original_unit=unit if original else None,
-            uln=test.uln,
-            uln_source=test.uln_source,
-            display=coding.display,
+    @classmethod
+    def query(cls, rules: Sequence[Rule], t: FactTable) -> str:
+        mine = cls.mine(rules)
+        params = t.params(
+            (("set_id", "INTEGER"), ("start", "VARCHAR"), *cls.columns),
+            [(n, t.set_id(r.codes), t.window(r.lookback_days), *r.parameters()) for n, r in enumerate(mine)],
         )
-        note = f"most recent {analyte.title} {shown} {test.unit} on {fact.effective}"
-        if test.uln is not None:
-            source = "default ULN" if test.uln_source == "default" else "reference range"
-            note += f" (ULN {test.uln:g} {test.unit}, {source})"
-        return Outcome(Result.MET if decided else Result.NOT_MET, (evidence,), (note, *skipped))
-    if not candidates:
-        return Outcome(Result.UNKNOWN, (), (f"no {analyte.title} in the {lookback} days before as-of",))
-    return Outcome(Result.UNKNOWN, (), tuple(skipped))
+        order = "f.effective DESC, coalesce(f.effective_ts, '') DESC, f.resource_id DESC"
+        reason = (
+            f"CASE WHEN coalesce(f.status, '') NOT IN {sql_list(USABLE_STATUSES)} THEN 'status' "
+            "WHEN f.value_kind IS DISTINCT FROM 'quantity' OR f.value IS NULL THEN 'value' END"
+        )
+        # Observations in the value set inside the window, most recent first. (Nothing is said
+        # of older ones: a server source restricted by date never sees them, and every source
+        # must give the same result.)
+        candidates = (
+            f"SELECT p.*, f.k, f.patient, f.resource_id, f.effective, f.status, {reason} AS reason, "
+            "coalesce(f.unit_code, f.unit_text) AS unit, f.comparator, f.value, f.ref_high, "
+            "coalesce(f.ref_high_unit_code, f.ref_high_unit_text, f.unit_code, f.unit_text) AS ref_unit, "
+            "c.system, c.code, c.display, "
+            f"row_number() OVER (PARTITION BY p.rule, f.patient ORDER BY {order}) AS pos "
+            f"FROM facts AS f JOIN {t.first_codings()} AS c ON c.k = f.k JOIN {params} AS p ON p.set_id = c.set_id "
+            f"WHERE f.resource_type = 'Observation' AND coalesce(f.status, '') <> 'cancelled' "
+            f"AND {t.in_window('f.effective', 'p.start')}"
+        )
+        return (
+            f"WITH tested AS ({cls.tested(mine, t, candidates)}), "
+            "upto AS (SELECT rule, patient, min(pos) FILTER (WHERE decided IS NOT NULL) AS upto "
+            "FROM tested GROUP BY rule, patient) "
+            "SELECT r.rule, r.patient, r.resource_id, r.effective, r.status, r.reason, r.unit, r.comparator, "
+            "r.value, r.x, r.decided, r.target, r.uln, r.uln_source, r.system, r.code, r.display "
+            "FROM tested AS r JOIN upto USING (rule, patient) WHERE upto IS NULL OR r.pos <= upto "
+            "ORDER BY r.rule, r.patient, r.pos"
+        )
+
+    def decide(self, rows: Sequence[tuple[Any, ...]]) -> Outcome:
+        """Walk back from the most recent value to the first that decides; each one passed
+        over says why."""
+        analyte = self.analyte
+        assert analyte is not None
+        skipped: list[str] = []
+        for rid, day, status, reason, unit, comparator, value, x, verdict, target, uln, source, *coding in rows:
+            where = f"Observation/{rid} on {day} unusable:"
+            if reason == "status":
+                skipped.append(f"{where} status {status or 'missing'}")
+                continue
+            if reason == "value":
+                skipped.append(f"{where} no numeric valueQuantity")
+                continue
+            if x is None:
+                skipped.append(f"{where} unit {unit!r} does not convert to {target}")
+                continue
+            shown = f"{comparator or ''}{x:g}"
+            if verdict is None:
+                skipped.append(f"{where} {shown} {target} cannot decide {self.describe(target)}")
+                continue
+            system, code, display = coding
+            original = unit != target
+            evidence = Evidence(
+                f"Observation/{rid}",
+                code=f"{system}|{code}",
+                date=day,
+                value=x if comparator is None else shown,
+                unit=target,
+                original_value=value if original else None,
+                original_unit=unit if original else None,
+                uln=uln,
+                uln_source=source,
+                display=display,
+            )
+            note = f"most recent {analyte.title} {shown} {target} on {day}"
+            if uln is not None:
+                note += f" (ULN {uln:g} {target}, {'default ULN' if source == 'default' else 'reference range'})"
+            return Outcome(Result.MET if verdict else Result.NOT_MET, (evidence,), (note, *skipped))
+        if not rows:
+            return Outcome(Result.UNKNOWN, (), (f"no {analyte.title} in the {self.lookback_days} days before as-of",))
+        return Outcome(Result.UNKNOWN, (), tuple(skipped))

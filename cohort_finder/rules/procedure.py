@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..model import Evidence, Outcome, Result
+from ..model import Outcome
 from ..terminology import CodeSet
-from .base import Need, Outcomes, Rule
+from .base import Need, Outcomes, Rule, coded_evidence, found_in_window
 from .table import FactTable
 
 if TYPE_CHECKING:
@@ -56,11 +56,4 @@ class ProcedureRule(Rule):
 
     def decide(self, rows: Sequence[tuple[Any, ...]]) -> Outcome:
         assert self.valueset is not None
-        label = self.valueset.title
-        if not rows:
-            return Outcome(Result.NOT_MET, (), (f"no {label} in the {self.within_days} days before as-of",))
-        found = tuple(
-            Evidence(f"Procedure/{rid}", code=f"{system}|{code}", date=day, display=display)
-            for rid, system, code, display, day in rows
-        )
-        return Outcome(Result.MET, found, (f"{label} on {found[0].date}",))
+        return found_in_window(self.valueset.title, self.within_days, coded_evidence("Procedure", rows))

@@ -60,7 +60,8 @@ def test_every_result_is_what_the_rules_give_without_the_plan(criteria: str, sou
         for leaf in leaves(criterion.rule) if criterion.rule is not None else ():
             if leaf.by_query:
                 kinds.setdefault(type(leaf), []).append(leaf)
-    table = FactTable([(pid, fact) for pid in linked.ids for fact in linked.by_patient[pid]], AS_OF)
+    facts = [(pid, fact) for pid in linked.ids for fact in linked.by_patient[pid]]
+    table = FactTable(facts, AS_OF, trial.terminology.converter)
     answers = decide_by_query(table, kinds)
     table.close()
     shared = 0

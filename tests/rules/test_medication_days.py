@@ -1,20 +1,60 @@
-"""Days covered: the union of periods, overlaps once, gaps allowed."""
+"""Days covered, by the medication rule's query: the union of periods (overlaps once, gaps
+allowed), and the period each order and dispense gives (contract §3)."""
 
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
+from functools import cache
 from pathlib import Path
 
 import pytest
 
-from cohort_finder.rules.medication_days import covered_days
+from cohort_finder.criteria import load_trial
+from cohort_finder.facts import clinical_fact
+from cohort_finder.rules import leaves
+from cohort_finder.rules.medication_days import MedicationDaysRule
+from cohort_finder.rules.table import FactTable
 
 from ..paths import CRITERIA
+
+PREGABALIN = {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "483438"}]}
+MR, MD, MS = "MedicationRequest", "MedicationDispense", "MedicationStatement"
 
 
 def d(text: str) -> date:
     return date.fromisoformat(text)
+
+
+AS_OF = d("2026-06-30")
+
+
+@cache
+def _rule() -> tuple[MedicationDaysRule, frozenset[tuple[str, str]]]:
+    """The first trial's medication set, in a rule with no window (a window would clip starts)."""
+    trial = load_trial(CRITERIA / "nct07183761.yaml")
+    rule = next(r for c in trial.criteria if c.rule for r in leaves(c.rule) if isinstance(r, MedicationDaysRule))
+    return MedicationDaysRule(0, (), rule.medications, 1, None), trial.terminology.known_medication_codes
+
+
+def _covered(*resources: dict[str, object]) -> tuple[int, list[str], list[str]]:
+    """(days covered, the counted records' first days, the records without countable dates), as
+    the rule's query decides them for one patient."""
+    rule, known = _rule()
+    facts = [
+        ("p", clinical_fact({"medicationCodeableConcept": PREGABALIN, **r}, str(r["resourceType"]), f"x{n}", "p"))
+        for n, r in enumerate(resources)
+    ]
+    table = FactTable(facts, AS_OF, known_medication_codes=known)
+    outcome = rule.decide([row[2:] for row in table.rows(MedicationDaysRule.query([rule], table))])
+    table.close()
+    days = int(outcome.notes[0].split()[0])
+    undated = outcome.notes[1].removeprefix("no countable dates on ").split(", ") if len(outcome.notes) > 1 else []
+    return days, [e.date or "" for e in outcome.evidence], undated
+
+
+def _statement(start: str, end: str) -> dict[str, object]:
+    return {"resourceType": MS, "status": "completed", "effectivePeriod": {"start": start, "end": end}}
 
 
 @pytest.mark.parametrize(
@@ -28,26 +68,28 @@ def d(text: str) -> date:
         ([("2026-01-01", "2026-01-10"), ("2026-02-01", "2026-02-10")], 20),  # gap allowed
         ([("2026-01-01", "2026-01-10"), ("2026-01-11", "2026-01-20")], 20),  # adjacent
         ([("2026-02-01", "2026-02-10"), ("2026-01-01", "2026-01-10")], 20),  # any order
+        ([("2026-01-01", "2026-01-10"), ("2026-01-03", "2026-01-04"), ("2026-01-09", "2026-01-12")], 12),  # chained
+        ([("2026-06-01", "2026-12-31")], 30),  # ends at as-of
     ],
 )
 def test_covered_days(periods: list[tuple[str, str]], days: int) -> None:
-    assert covered_days([(d(a), d(b)) for a, b in periods]) == days
+    assert _covered(*(_statement(a, b) for a, b in periods))[0] == days
 
 
 # The periods facts.py gives orders and dispenses (contract §3, revised 2026-11-29), read the
 # way medication_days reads them; the fixtures cover each on both sides of 90 days.
-AS_OF = d("2026-06-30")
 
 
 def _span(resource: dict[str, object]) -> tuple[date, date] | None:
-    from cohort_finder.facts import clinical_fact
-    from cohort_finder.rules.medication_days import record_period
+    """A record's first and last day as the rule counts them: its first day is the evidence's
+    date, its days run from there (None: no countable dates)."""
+    days, starts, undated = _covered({"subject": {"reference": "Patient/p"}, **resource})
+    if undated:
+        return None
+    (start,) = starts
+    return d(start), d(start) + timedelta(days=days - 1)
 
-    fact = clinical_fact({"subject": {"reference": "Patient/p"}, **resource}, str(resource["resourceType"]), "x", "p")
-    return record_period(fact, AS_OF)
 
-
-MR, MD = "MedicationRequest", "MedicationDispense"
 BOUNDS = [{"text": "no timing"}, {"timing": {"repeat": {"boundsPeriod": {"start": "2026-02-01"}}}}]
 
 
@@ -103,9 +145,6 @@ BOUNDS = [{"text": "no timing"}, {"timing": {"repeat": {"boundsPeriod": {"start"
 )
 def test_orders_and_dispenses_give_their_periods(resource: dict[str, object], span: tuple[str, str] | None) -> None:
     assert _span(resource) == (None if span is None else (d(span[0]), d(span[1])))
-
-
-PREGABALIN = {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "483438"}]}
 
 
 def _dispense(pid: str, status: str | None, days: int) -> dict[str, object]:

@@ -44,6 +44,8 @@ def _unusable(leaf: Rule, outcome: Outcome, ctx: Context, bit: int) -> Outcome:
     """A resource the rule would read has unusable values (an invalid date, a value that is
     not a number): the rule cannot be decided, unless it is a presence rule met by other data.
     The note names the resource; a note saying nothing was found would not be true."""
+    if not ctx.record.unusable:  # the common case, asked for every rule of every patient
+        return outcome
     notes = [why for bits, why in ctx.record.unusable if bits & bit]
     if not notes or (outcome.result is Result.MET and leaf.met_stands):
         return outcome

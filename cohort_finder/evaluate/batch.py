@@ -148,7 +148,7 @@ def evaluate_catalogue(
     known_errors: Sequence[RunError] = (),
 ) -> Evaluated:
     """Link, reduce and evaluate every patient of a catalogue: the whole source's (python and
-    duckdb engines), or one patient's (a Spark group)."""
+    duckdb engines), or a few patients' (a Spark group)."""
     linked = link(catalogue, plan_for(trial, as_of), place, known_errors)
     patients, kept = evaluate_patients(trial, linked, as_of, linked.ids)
     return Evaluated(patients, linked.errors, kept)
@@ -156,7 +156,7 @@ def evaluate_catalogue(
 
 @runtime_checkable
 class EvaluatingEngine(Protocol):
-    """An engine that evaluates where the rows are (spark: per patient on the cluster) and
+    """An engine that evaluates where the rows are (spark: groups of patients on the cluster) and
     hands back the results and the errors, as evaluate_catalogue gives them."""
 
     def evaluate(self, trial: Trial, source: Source, as_of: date) -> Evaluated: ...

@@ -8,6 +8,9 @@ is its "nothing recorded" outcome, the same for every such patient: it is comput
 shared. At hospital scale most rules of most patients are in that state (20,000 patients x 32
 criteria, of which a few per patient have data), which is why this is the evaluation's main
 speed-up. The rules themselves are unchanged and still run whenever a fact can matter.
+
+The plan also asks the kinds that read facts for a whole batch at once (`answers`): one SQL
+statement per kind over the facts that can matter to its rules (rules/table.py).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The rule kinds of the criteria language: one module and one class per kind, each holding its
-parameters and how they are parsed, what it reads (`needs`), how it decides one patient and
+parameters and how they are parsed, what it reads (`needs`), how it decides (one SQL
+statement for all of its rules and a batch's patients, `query`, for a kind that reads facts) and
 how its note is worded. KINDS is the only list of them; adding a kind is adding a module and
 its line here (and its test vectors, tests/vectors/<kind>.json).
 """

@@ -1,5 +1,5 @@
 """What every rule kind is: a small frozen dataclass that parses itself from the criteria
-file, states what it reads, evaluates one patient and words its note.
+file, states what it reads, decides (a batch by query, or one patient) and words its note.
 
 A kind is one class in one module of this package, listed once in `rules.KINDS`; the parser
 (criteria.py), the reduce filter and search plan (reduce.py, search_plan.py) and the
@@ -8,7 +8,8 @@ evaluation (evaluate/) all ask the rule, never a list of kinds of their own.
 A kind decided by query (`by_query`) states one SQL statement over a batch's fact table
 (rules/table.py) that decides all of its rules for every patient of the batch at once
 (`query`), and words each patient's rows (`decide`): that is its only evaluation. The other
-kinds still decide one patient at a time (`evaluate`) until they are moved.
+kinds (`age`, `sex`: they read the Patient, not facts) decide one patient at a time
+(`evaluate`).
 """
 
 from __future__ import annotations

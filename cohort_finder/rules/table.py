@@ -12,7 +12,8 @@ query (`Rule.query`) read: every rule of a kind and every patient of the batch i
   cost does not grow with the number of rules (DuckDB spends about a millisecond per operator of
   a statement however small its input; docs/decisions.md).
 
-Columns travel as one list each (`unnest`), not as row inserts.
+Columns travel as one list each (bound to `unnest`, or as an Arrow table for a large batch),
+not as row inserts.
 """
 
 from __future__ import annotations

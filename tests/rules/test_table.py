@@ -75,3 +75,45 @@ def test_parameters_keep_their_types_and_a_rule_may_have_several_rows() -> None:
         (0, 3, ["completed", "in-progress"], True, "2026-01-01"),
         (0, 4, [], False, None),
     ]
+
+
+def test_no_parameter_rows_is_an_empty_relation_of_the_stated_types() -> None:
+    table = FactTable([], date(2026, 6, 30))
+    params = table.params((("start", "VARCHAR"), ("t1", "DOUBLE")), [])
+    assert table.rows(f"SELECT * FROM {params}") == []
+    assert table.rows(f"SELECT typeof(start), typeof(t1) FROM {params} UNION ALL SELECT 'a', 'b'") == [("a", "b")]
+
+
+def test_a_kinds_one_statement_decides_each_rule_as_that_rule_alone_would() -> None:
+    """All of a trial's rules of a kind in one statement (a parameter table) against each rule
+    asked alone, for every kind the first trial uses, over the fixture patients."""
+    from cohort_finder.criteria import load_trial
+    from cohort_finder.engines import PythonEngine
+    from cohort_finder.evaluate.batch import link
+    from cohort_finder.evaluate.plan import decide_by_query, plan_for
+    from cohort_finder.rules import Rule, leaves
+    from cohort_finder.sources.files import FileSource
+
+    from ..paths import CRITERIA, FIXTURES
+
+    as_of = date(2026, 6, 30)
+    trial = load_trial(CRITERIA / "nct07183761.yaml")
+    linked = link(PythonEngine().collect(trial, FileSource(FIXTURES / "fhir_bundles")), plan_for(trial, as_of))
+    kinds: dict[type[Rule], list[Rule]] = {}
+    for criterion in trial.criteria:
+        for leaf in leaves(criterion.rule) if criterion.rule is not None else ():
+            if leaf.by_query:
+                kinds.setdefault(type(leaf), []).append(leaf)
+    assert sum(len(rules) > 1 for rules in kinds.values()) >= 3  # condition, lab, lab_uln: several each
+    terms = trial.terminology
+    facts = [(pid, fact) for pid in linked.ids for fact in linked.by_patient[pid]]
+    table = FactTable(facts, as_of, terms.converter, terms.known_medication_codes)
+    together = decide_by_query(table, kinds)
+    decided = 0
+    for rules in kinds.values():
+        for rule in rules:
+            alone = decide_by_query(table, {type(rule): [rule]})
+            assert together[id(rule)] == alone[id(rule)], rule
+            decided += len(alone[id(rule)])
+    table.close()
+    assert decided > 500  # the rules had patients' facts to decide

@@ -26,15 +26,14 @@ def evaluate_rule(rule: Rule, ctx: Context, plan: Plan | None = None) -> Outcome
         outcome = rule.combine([evaluate_rule(r, ctx, plan) for r in parts])
     else:
         bit = plan.bit(rule) if plan is not None else 0
-        answered = ctx.answers.get(id(rule))
         if bit and not bit & ctx.relevant:
             # none of this patient's facts can matter to the rule: its no-data outcome, once a run
             assert plan is not None
             found = plan.empty_outcome(rule)
-        elif answered is not None:  # decided by its kind's query, for the whole batch at once
-            answer = answered.get(ctx.record.patient.id)
+        elif rule.by_query:  # decided by its kind's query, for the whole batch at once
+            answer = ctx.answers[id(rule)].get(ctx.record.patient.id)
             found = answer if answer is not None else rule.decide(())
-        else:  # the patient's own fields (age, sex), or asked without a batch
+        else:  # the patient's own fields (age, sex)
             found = rule.evaluate(ctx)
         outcome = _unusable(rule, _incomplete(rule, found, ctx), ctx, bit)
     return remap(outcome, rule.outcome)
@@ -110,7 +109,7 @@ def evaluate_patient(
         fact_bits = plan.relevant(record.facts)[1]
     if answers is None:
         answers = plan.answers([(record.patient.id, record.facts, fact_bits)])
-    ctx = Context(record, as_of, trial.terminology.converter, trial.terminology.known_medication_codes)
+    ctx = Context(record, as_of)
     ctx.answers = answers
     # a rule an unusable resource matters to is evaluated for this patient, never shared
     ctx.relevant = functools.reduce(operator.or_, [*fact_bits.values(), *(b for b, _ in record.unusable)], 0)

@@ -23,9 +23,8 @@ from datetime import date
 from typing import Any
 
 from ..criteria import Criterion, Trial
-from ..model import CriterionResult, Fact, Outcome, PatientFact, PatientRecord
+from ..model import CriterionResult, Fact, Outcome
 from ..rules import Rule, leaves
-from ..rules.context import Context
 from ..rules.medication_days import names_medication
 from ..rules.table import FactTable
 from ..terminology import CodeSet, MedicationSet
@@ -62,9 +61,6 @@ def _reader(leaf: Rule) -> _Reader | None:
     for need in stated:
         codes = codes.union(need.codes, "reads")
     return _Reader(leaf.reads(), codes)
-
-
-_NOBODY = PatientFact("", None, None, False, None)
 
 
 @dataclass(slots=True)
@@ -128,12 +124,11 @@ class Plan:
         return entry[0] if entry is not None else 0
 
     def empty_outcome(self, leaf: Rule) -> Outcome:
-        """The rule's outcome for a patient with no facts it reads, computed once."""
+        """The rule's outcome for a patient with no facts it reads (only a rule that reads facts
+        has a bit, and those are decided by query), computed once."""
         found = self._empty.get(id(leaf))
         if found is None:
-            terms = self.trial.terminology
-            nobody = Context(PatientRecord(_NOBODY, []), self.as_of, terms.converter, terms.known_medication_codes)
-            found = self._empty[id(leaf)] = leaf.evaluate(nobody)
+            found = self._empty[id(leaf)] = leaf.decide(())
         return found
 
     def answers(self, batch: Iterable[tuple[str, list[Fact], dict[int, int]]]) -> dict[int, dict[str, Outcome]]:

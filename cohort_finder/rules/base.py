@@ -61,21 +61,10 @@ class Rule:
         raise NotImplementedError
 
     def evaluate(self, ctx: Context) -> Outcome:
-        """One patient's outcome (a leaf kind; combinations use `combine`). A kind decided by
-        query answers it with its query over this patient's facts alone; a batch asks the query
-        once for all of its patients and rules (evaluate/plan.py `answers`)."""
-        if not self.by_query:
-            raise NotImplementedError
-        facts = ctx.facts(*self.reads())
-        if not facts:
-            return self.decide(())
-        pairs = [(ctx.record.patient.id, fact) for fact in facts]
-        table = FactTable(pairs, ctx.as_of, ctx.converter, ctx.known_medication_codes)
-        try:
-            rows = table.rows(type(self).query([self], table))
-        finally:
-            table.close()
-        return self.decide([row[2:] for row in rows])
+        """One patient's outcome, for a kind that reads the Patient itself (age, sex). A kind
+        decided by query is answered for a batch (evaluate/plan.py `answers`), even a batch of
+        one patient; combinations use `combine`."""
+        raise NotImplementedError
 
     @classmethod
     def query(cls, rules: Sequence[Rule], table: FactTable) -> str:

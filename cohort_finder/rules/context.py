@@ -6,17 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from ..model import Fact, Outcome, PatientRecord
-from ..units import UnitConverter
+from ..model import Outcome, PatientRecord
 
 
 @dataclass(slots=True)
 class Context:
     record: PatientRecord
     as_of: date
-    converter: UnitConverter
-    # every code the mappings know to name a medication: such a code decides, not the name
-    known_medication_codes: frozenset[tuple[str, str]] = frozenset()
     as_of_text: str = ""
     # bits of the rules some fact of this patient can matter to (plan.Plan); -1: all of them
     relevant: int = -1
@@ -25,7 +21,3 @@ class Context:
 
     def __post_init__(self) -> None:
         self.as_of_text = self.as_of.isoformat()
-
-    def facts(self, *types: str) -> list[Fact]:
-        """The patient's facts of these resource types."""
-        return [f for f in self.record.facts if f.resource_type in types]

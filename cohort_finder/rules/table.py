@@ -93,28 +93,27 @@ def _literal(value: Any, kind: str) -> str:
     return f"CAST([{', '.join(sql_text(v) for v in sorted(value))}] AS VARCHAR[])"
 
 
-_DATABASE: tuple[int, duckdb.DuckDBPyConnection] | None = None
+_DATABASE: duckdb.DuckDBPyConnection | None = None
 
 
 def _database() -> duckdb.DuckDBPyConnection:
     """One in-memory DuckDB per process (starting one costs tens of milliseconds, a batch's
-    connection to it well under one); a forked worker starts its own."""
+    connection to it well under one); a forked worker opens its own (close_database)."""
     global _DATABASE
-    if _DATABASE is None or _DATABASE[0] != os.getpid():
+    if _DATABASE is None:
         # one thread: a batch is small, and the workers (workers.py) are the parallelism; more
         # threads only add their start-up to every one of the many small statements
-        _DATABASE = (os.getpid(), duckdb.connect(config={"threads": 1}))
-    return _DATABASE[1]
+        _DATABASE = duckdb.connect(config={"threads": 1})
+    return _DATABASE
 
 
 def close_database() -> None:
     """Closed before the process forks: a child that inherits an open DuckDB (its threads and
-    locks do not come along) can die when it touches or frees it. The parent opens it again when
-    it next needs it."""
+    locks do not come along) can die when it touches or frees it. Parent and child each open
+    one again when they next need it."""
     global _DATABASE
     if _DATABASE is not None:
-        if _DATABASE[0] == os.getpid():
-            _DATABASE[1].close()
+        _DATABASE.close()
         _DATABASE = None
 
 
@@ -161,16 +160,13 @@ class FactTable:
             if fact.resource_type == "Observation" and (unit := fact.unit_code or fact.unit_text):
                 high = fact.ref_high_unit_code or fact.ref_high_unit_text or unit if fact.ref_high is not None else None
                 self.units.add((unit, high))
+        self.value_units = {unit for unit, _ in self.units}
         types = {"k": "INTEGER", "patient": "VARCHAR", **dict(_COLUMNS)}
         self.load("facts", columns, types)
         coded_types = {"k": "INTEGER", "field": "VARCHAR", "ord": "INTEGER"}
         self.load("codings", coded, {**coded_types, "system": "VARCHAR", "code": "VARCHAR", "display": "VARCHAR"})
         self._distinct = sorted(set(zip(coded["system"], coded["code"], strict=True)))
         self._con.execute("CREATE TEMP TABLE matches (set_id INTEGER, system VARCHAR, code VARCHAR)")
-
-    @property
-    def value_units(self) -> set[str]:
-        return {unit for unit, _ in self.units}
 
     def facts_of(self, types: Iterable[str]) -> Iterable[tuple[int, Fact]]:
         """(k, fact) of the facts of these resource types: what a kind works out in Python once
@@ -229,12 +225,6 @@ class FactTable:
             f"WHERE c.field = '{field}' GROUP BY c.k, m.set_id"
         )
         return f"(SELECT k, set_id, hit.system AS system, hit.code AS code, hit.display AS display FROM ({first}))"
-
-    def matched(self, codes: CodeSet, field: str = "code", alias: str = "c") -> str:
-        """A join of `facts AS f` to the first of its codings (by `field`) in one value set.
-        Gives columns {alias}.system, {alias}.code, {alias}.display."""
-        sid = self.set_id(codes)
-        return f"JOIN {self.first_codings(field)} AS {alias} ON {alias}.k = f.k AND {alias}.set_id = {sid}"
 
     def params(self, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]) -> str:
         """A kind's rules as a relation (rule, *columns): each row is (the rule's number, *values)

@@ -67,7 +67,7 @@ def test_every_result_is_what_the_rules_give_without_the_plan(criteria: str, sou
     shared = 0
     for pid in linked.ids:
         record = PatientRecord(linked.patients[pid], linked.by_patient[pid], linked.incomplete.get(pid, set()))
-        plain = Context(record, AS_OF, trial.terminology.converter, trial.terminology.known_medication_codes)
+        plain = Context(record, AS_OF)
         plain.answers = answers
         assert with_plan[pid].criteria == tuple(evaluate_criterion(c, plain) for c in trial.criteria), pid
         bits = _bits(plan, record.facts)

@@ -20,7 +20,8 @@ def _condition(rid: str, patient: str, *codings: Coding, onset: str | None = Non
 
 
 def _picked(table: FactTable) -> list[tuple[str, str, str, str | None]]:
-    query = f"SELECT f.resource_id, c.system, c.code, c.display FROM facts AS f {table.matched(DIABETES)} ORDER BY 1"
+    first = f"JOIN {table.first_codings()} AS c ON c.k = f.k AND c.set_id = {table.set_id(DIABETES)}"
+    query = f"SELECT f.resource_id, c.system, c.code, c.display FROM facts AS f {first} ORDER BY 1"
     return [tuple(row) for row in table.rows(query)]  # type: ignore[misc]
 
 

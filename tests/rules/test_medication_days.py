@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cohort_finder.criteria import load_trial
+from cohort_finder.evaluate.plan import decide_by_query
 from cohort_finder.facts import clinical_fact
 from cohort_finder.rules import leaves
 from cohort_finder.rules.medication_days import MedicationDaysRule
@@ -46,7 +47,7 @@ def _covered(*resources: dict[str, object]) -> tuple[int, list[str], list[str]]:
         for n, r in enumerate(resources)
     ]
     table = FactTable(facts, AS_OF, known_medication_codes=known)
-    outcome = rule.decide([row[2:] for row in table.rows(MedicationDaysRule.query([rule], table))])
+    outcome = decide_by_query(table, {MedicationDaysRule: [rule]})[id(rule)].get("p") or rule.decide(())
     table.close()
     days = int(outcome.notes[0].split()[0])
     undated = outcome.notes[1].removeprefix("no countable dates on ").split(", ") if len(outcome.notes) > 1 else []
